@@ -1,0 +1,1 @@
+"""The ``synergraph`` command-line interface (Click)."""

@@ -1,0 +1,12 @@
+"""SynerGraph: graph-based multimodal recommendation on DGL and PyTorch."""
+
+import os as _os
+
+# DGL picks its backend at import time; this library only supports PyTorch.
+_os.environ.setdefault("DGLBACKEND", "pytorch")
+
+__version__ = "0.1.0"
+
+from dgl_synergraph.errors import ConfigError, DataError, RunError, SynergraphError  # noqa: E402
+
+__all__ = ["ConfigError", "DataError", "RunError", "SynergraphError", "__version__"]

@@ -1,0 +1,20 @@
+"""Errors that carry one user-facing line.
+
+The CLI prints ``str(error)`` and exits non-zero; anything else is a bug and keeps its traceback.
+"""
+
+
+class SynergraphError(Exception):
+    """Base class for errors caused by user input (files, flags, configuration)."""
+
+
+class DataError(SynergraphError):
+    """A dataset file is missing, malformed or inconsistent."""
+
+
+class ConfigError(SynergraphError):
+    """A configuration value, flag or setting is invalid."""
+
+
+class RunError(SynergraphError):
+    """A run directory is missing, incomplete or does not match its data."""

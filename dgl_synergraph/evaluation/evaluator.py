@@ -1,0 +1,106 @@
+"""Full-ranking evaluation in user batches (MMRec protocol).
+
+Every item is scored for each evaluated user; the user's training items (and optionally other
+splits' items) are masked to -inf; the top-K list is compared with the held-out items. Work is
+done per batch of users with tensor ops: no per-user Python loop, and no |U| x |I| matrix
+beyond one batch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from dgl_synergraph.evaluation.metrics import metric_sums
+
+# The top list is always at least this long, so rankings (and tie order) do not depend on
+# which K a caller asks for.
+MIN_TOP_LENGTH = 50
+
+
+class CSRTensor:
+    """A user x item CSR matrix as torch tensors, with a vectorised row gather."""
+
+    def __init__(self, matrix: sp.csr_matrix, device: torch.device):
+        matrix = matrix.tocsr()
+        self.indptr = torch.as_tensor(matrix.indptr, dtype=torch.int64, device=device)
+        self.indices = torch.as_tensor(matrix.indices, dtype=torch.int64, device=device)
+
+    def row_counts(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.indptr[rows + 1] - self.indptr[rows]
+
+    def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(position of the row within ``rows``, column) for every stored entry of those rows."""
+        counts = self.row_counts(rows)
+        starts = self.indptr[rows]
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
+        offsets = torch.arange(int(counts.sum()), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        return owner, self.indices[starts[owner] + offsets]
+
+
+class RankingEvaluator:
+    """Evaluate a scoring function against one held-out split."""
+
+    def __init__(
+        self,
+        target: sp.csr_matrix,
+        masks: list[sp.csr_matrix],
+        ks: list[int],
+        batch_size: int = 4096,
+        device: torch.device | str = "cpu",
+    ):
+        if not ks or any(k <= 0 for k in ks):
+            raise ValueError("ks must be positive")
+        self.device = torch.device(device)
+        self.ks = sorted(set(ks))
+        self.top_length = min(max(max(self.ks), MIN_TOP_LENGTH), target.shape[1])
+        if max(self.ks) > target.shape[1]:
+            raise ValueError(f"K={max(self.ks)} is larger than the number of items ({target.shape[1]})")
+        self.batch_size = batch_size
+        self.n_items = target.shape[1]
+        self.target = CSRTensor(target, self.device)
+        mask = masks[0].copy() if masks else sp.csr_matrix(target.shape, dtype=np.float32)
+        for extra in masks[1:]:
+            mask = mask + extra
+        self.mask = CSRTensor(mask.tocsr(), self.device)
+        counts = np.diff(target.tocsr().indptr)
+        self.users = torch.as_tensor(np.flatnonzero(counts > 0), dtype=torch.int64, device=self.device)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @torch.no_grad()
+    def top_items(self, score_fn: Callable[[torch.Tensor], torch.Tensor], users: torch.Tensor) -> torch.Tensor:
+        """Masked top list [len(users), top_length] of item ids, best first."""
+        scores = score_fn(users).float().clone()
+        owner, cols = self.mask.gather(users)
+        scores[owner, cols] = float("-inf")
+        return torch.topk(scores, self.top_length, dim=1).indices
+
+    @torch.no_grad()
+    def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+        totals: dict[str, torch.Tensor] = {}
+        for start in range(0, self.n_users, self.batch_size):
+            users = self.users[start : start + self.batch_size]
+            top = self.top_items(score_fn, users)
+            relevant = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=self.device)
+            owner, cols = self.target.gather(users)
+            relevant[owner, cols] = True
+            hits = relevant.gather(1, top)
+            for key, value in metric_sums(hits, self.target.row_counts(users), self.ks).items():
+                totals[key] = totals.get(key, 0) + value
+        n = max(self.n_users, 1)
+        return {key: float(value) / n for key, value in sorted(totals.items())}
+
+
+def split_evaluator(dataset, split: str, ks: list[int], batch_size: int, device, mask_valid: bool = False) -> RankingEvaluator:
+    """The protocol evaluator for ``valid`` or ``test``: only training items are masked
+    (MMRec); ``mask_valid`` also masks validation items when testing."""
+    masks = [dataset.csr("train")]
+    if mask_valid and split == "test":
+        masks.append(dataset.csr("valid"))
+    return RankingEvaluator(dataset.csr(split), masks, ks, batch_size, device)

@@ -1,0 +1,36 @@
+"""What every recommender exposes to the trainer, evaluator and API."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+class Recommender(nn.Module):
+    """A model scores users against all items through a (user, item) embedding pair.
+
+    Subclasses implement :meth:`embeddings` (final user and item tables) and :meth:`loss`.
+    Models with nothing to learn set ``trainable = False``.
+    """
+
+    trainable: bool = True
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms for one batch; the trainer minimises their sum."""
+        raise NotImplementedError
+
+    def training_diagnostics(self) -> dict[str, float]:
+        """Numbers worth logging at each evaluation (e.g. gate statistics); none by default."""
+        return {}
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Return ``score(users) -> [len(users), n_items]`` with embeddings computed once."""
+        user_emb, item_emb = self.embeddings()
+        item_t = item_emb.t().contiguous()
+        return lambda users: user_emb[users] @ item_t

@@ -1,0 +1,270 @@
+"""The training loop shared by every model: BPR batches, early stopping on validation,
+test at the best validation epoch, checkpoints and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dgl_synergraph.config import RunConfig
+from dgl_synergraph.data.dataset import Dataset
+from dgl_synergraph.data.loader import load_dataset
+from dgl_synergraph.errors import RunError, SynergraphError
+from dgl_synergraph.evaluation.evaluator import split_evaluator
+from dgl_synergraph.training.runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    build_for_dataset,
+    default_run_dir,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_config,
+    write_history,
+)
+from dgl_synergraph.training.sampler import NegativeSampler
+from dgl_synergraph.utils import resolve_device, seed_everything, write_json
+
+log = logging.getLogger("synergraph")
+
+
+@dataclass
+class TrainState:
+    """Everything about the loop that a checkpoint must restore."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    stale_evals: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_model_state: dict[str, torch.Tensor] | None = None
+    finished: bool = False
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+class TrainingFailed(SynergraphError):
+    pass
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _rng_states(generator: torch.Generator) -> dict[str, Any]:
+    states = {"sampler": generator.get_state(), "torch": torch.get_rng_state(),
+              "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _restore_rng(states: dict[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(states["sampler"])
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _attach_log_file(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
+    return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+def train(
+    config: RunConfig,
+    out: str | Path | None = None,
+    resume: str | Path | None = None,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``config`` (or continue the run in ``resume``) and write its run directory.
+
+    With ``resume``, the run's own config is used except ``epochs``, which may be raised to
+    train further.
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = read_json(run_dir / CONFIG_FILE, "the run's configuration")["config"]
+        saved["epochs"] = max(saved["epochs"], config.epochs) if config is not None else saved["epochs"]
+        config = RunConfig(**saved)
+    else:
+        run_dir = Path(out) if out is not None else default_run_dir(config)
+        if (run_dir / CONFIG_FILE).exists():
+            raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    if dataset is None:
+        dataset = load_dataset(config.dataset, config.data_dir)
+    handler = _attach_log_file(run_dir)
+    try:
+        return _train(config, dataset, run_dir, device, resume is not None, progress)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.device, resuming: bool, progress: bool) -> RunResult:
+    model = build_for_dataset(config, dataset, device)
+    generator = torch.Generator().manual_seed(config.seed)
+    state = TrainState()
+    optimizer = scheduler = None
+    if model.trainable:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: config.lr_decay ** (epoch / config.lr_decay_step))
+    if resuming:
+        checkpoint = load_checkpoint(run_dir, device)
+        model.load_state_dict(checkpoint["model_state"])
+        if optimizer is not None:
+            optimizer.load_state_dict(checkpoint["optimizer_state"])
+            scheduler.load_state_dict(checkpoint["scheduler_state"])
+        state = TrainState(**{**checkpoint["train_state"], "finished": False})
+        state.best_model_state = checkpoint["best_model_state"] if state.best_score > -math.inf else None
+        _restore_rng(checkpoint["rng"], generator)
+        log.info("resuming %s from epoch %d", run_dir, state.epoch)
+    else:
+        write_config(run_dir, config, dataset)
+    log.info("%s: %d users, %d items, %d/%d/%d train/valid/test; model %s %s on %s",
+             dataset.name, dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.valid),
+             len(dataset.test), config.model, config.model_params, device)
+
+    valid_eval = split_evaluator(dataset, "valid", config.ks, config.eval_batch_size, device)
+    test_eval = split_evaluator(dataset, "test", config.ks, config.eval_batch_size, device,
+                                mask_valid=config.mask_valid_in_test)
+
+    def checkpoint_now() -> None:
+        save_checkpoint(run_dir, {
+            "model_state": _cpu_state(model),
+            "optimizer_state": optimizer.state_dict() if optimizer else None,
+            "scheduler_state": scheduler.state_dict() if scheduler else None,
+            "train_state": {k: v for k, v in dataclasses.asdict(state).items() if k != "best_model_state"},
+            "best_model_state": state.best_model_state or _cpu_state(model),
+            "rng": _rng_states(generator),
+        })
+
+    if model.trainable:
+        _fit(config, dataset, model, optimizer, scheduler, generator, state, valid_eval, run_dir, device,
+             checkpoint_now, progress)
+    else:
+        state.best_model_state = _cpu_state(model)
+    checkpoint_now()
+
+    model.load_state_dict(state.best_model_state)
+    model.eval()
+    valid = valid_eval.evaluate(model.scorer())
+    test = test_eval.evaluate(model.scorer())
+    metrics = {
+        "dataset": dataset.name,
+        "model": config.model,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "valid": valid,
+        "test": test,
+    }
+    write_json(run_dir / METRICS_FILE, metrics)
+    write_history(run_dir, state.history)
+    log.info("best epoch %d | valid %s | test %s", state.best_epoch,
+             _fmt(valid, ["recall@20", "ndcg@20"]), _fmt(test, ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]))
+    return RunResult(run_dir, metrics, state.history)
+
+
+def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainState, valid_eval, run_dir,
+         device, checkpoint_now, progress) -> None:
+    sampler = NegativeSampler(dataset.train, dataset.n_items, generator)
+    train_users = torch.as_tensor(dataset.train[:, 0])
+    train_items = torch.as_tensor(dataset.train[:, 1])
+    n_train = len(train_users)
+    bar = tqdm(total=config.epochs, initial=state.epoch, desc=f"{config.model}@{dataset.name}",
+               unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
+    try:
+        for epoch in range(state.epoch + 1, config.epochs + 1):
+            started = time.perf_counter()
+            model.train()
+            order = torch.randperm(n_train, generator=generator)
+            users, positives = train_users[order], train_items[order]
+            negatives = sampler.sample(users)
+            sums: dict[str, torch.Tensor] = {}
+            n_batches = 0
+            for start in range(0, n_train, config.batch_size):
+                stop = start + config.batch_size
+                terms = model.loss(users[start:stop].to(device), positives[start:stop].to(device),
+                                   negatives[start:stop].to(device))
+                loss = sum(terms.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + value.detach()
+                n_batches += 1
+            scheduler.step()
+            record: dict[str, Any] = {"epoch": epoch}
+            record.update({f"loss_{k}": float(v) / n_batches for k, v in sums.items()})
+            record["loss"] = sum(record[f"loss_{k}"] for k in sums)
+            record["lr"] = optimizer.param_groups[0]["lr"]
+            record["train_seconds"] = round(time.perf_counter() - started, 3)
+            if not math.isfinite(record["loss"]):
+                raise TrainingFailed(f"training diverged: loss is {record['loss']} at epoch {epoch} (try a lower --set lr=...)")
+            state.epoch = epoch
+
+            if epoch % config.eval_every == 0:
+                model.eval()
+                started = time.perf_counter()
+                valid = valid_eval.evaluate(model.scorer())
+                record["eval_seconds"] = round(time.perf_counter() - started, 3)
+                record.update({f"valid_{k}": v for k, v in valid.items()})
+                record.update(model.training_diagnostics())
+                score = valid[config.valid_metric]
+                improved = score > state.best_score
+                if improved:
+                    state.best_score, state.best_epoch, state.stale_evals = score, epoch, 0
+                    state.best_model_state = _cpu_state(model)
+                else:
+                    state.stale_evals += 1
+                log.info("epoch %4d | loss %.4f | valid %s%s | %.1fs+%.1fs", epoch, record["loss"],
+                         _fmt(valid, ["recall@20", "ndcg@20"]), " *" if improved else "",
+                         record["train_seconds"], record["eval_seconds"])
+                bar.set_postfix(loss=f"{record['loss']:.4f}", best=f"{state.best_score:.4f}@{state.best_epoch}")
+            state.history.append(record)
+            bar.update(1)
+            stop_early = state.stale_evals > config.patience
+            if epoch % config.checkpoint_every == 0 or stop_early:
+                checkpoint_now()
+                write_history(run_dir, state.history)
+            if stop_early:
+                log.info("early stop at epoch %d: no %s gain in %d evaluations", epoch, config.valid_metric,
+                         state.stale_evals)
+                break
+    finally:
+        bar.close()
+    if state.best_model_state is None:  # never evaluated (eval_every > epochs)
+        state.best_epoch, state.best_model_state = state.epoch, _cpu_state(model)
+    state.finished = True

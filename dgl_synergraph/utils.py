@@ -1,0 +1,69 @@
+"""Small shared helpers: seeding, devices, atomic writes, environment versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dgl_synergraph.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available (PyTorch sees none)")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"--device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then rename tmp over ``path``: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+
+
+def environment_versions() -> dict[str, str]:
+    import dgl
+    import polars
+    import scipy
+
+    import dgl_synergraph
+
+    return {
+        "synergraph": dgl_synergraph.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "dgl": dgl.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "polars": polars.__version__,
+        "platform": platform.platform(),
+    }
