@@ -7,7 +7,6 @@ stderr and a non-zero exit code.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
@@ -25,22 +24,21 @@ class _TqdmHandler(logging.Handler):
 
 
 def _setup_logging(quiet: bool) -> None:
+    """Log lines go to stderr through tqdm (INFO, or WARNING with --quiet); run directories
+    add their own file handler at INFO."""
     logger = logging.getLogger("synergraph")
-    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = next((h for h in logger.handlers if isinstance(h, _TqdmHandler)), None)
+    if handler is None:
         handler = _TqdmHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
-    logging.getLogger("dgl_synergraph").setLevel(logging.WARNING if quiet else logging.INFO)
-    if not logging.getLogger("dgl_synergraph").handlers:
-        logging.getLogger("dgl_synergraph").addHandler(logger.handlers[0])
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="synergraph")
-def app() -> None:
-    """Graph-based multimodal recommendation: SynerGraph, SIGER and baselines on DGL."""
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    library = logging.getLogger("dgl_synergraph")
+    library.setLevel(logging.INFO)
+    if handler not in library.handlers:
+        library.addHandler(handler)
 
 
 def _fail(message: str, code: int) -> None:
@@ -48,26 +46,38 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class SynergraphGroup(click.Group):
+    """A Click group whose every expected failure ends in one ``Error:`` line, no traceback."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args=args, prog_name=prog_name or "synergraph", complete_var=complete_var,
+                                standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.ctx.get_help() if err.ctx else str(err))
+            sys.exit(0)
+        except click.UsageError as err:
+            hint = f" (see 'synergraph {err.ctx.info_name} --help')" if err.ctx and err.ctx.parent else ""
+            _fail(f"{err.format_message()}{hint}", 2)
+        except click.exceptions.Exit as err:
+            sys.exit(err.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            _fail("interrupted (a run keeps its last checkpoint; continue it with --resume RUN_DIR)", 130)
+        except SynergraphError as err:
+            _fail(str(err), 1)
+        except click.ClickException as err:
+            _fail(err.format_message(), err.exit_code)
+
+
+@click.group(cls=SynergraphGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="synergraph")
+def app() -> None:
+    """Graph-based multimodal recommendation: SynerGraph, SIGER and baselines on DGL."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: one error line, no traceback, for every expected failure."""
-    try:
-        app.main(args=argv, prog_name="synergraph", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as err:
-        click.echo(err.ctx.get_help() if err.ctx else str(err))
-        sys.exit(0)
-    except click.UsageError as err:
-        hint = f" (see 'synergraph {err.ctx.info_name} --help')" if err.ctx and err.ctx.parent else ""
-        _fail(f"{err.format_message()}{hint}", 2)
-    except click.exceptions.Exit as err:
-        sys.exit(err.exit_code)
-    except click.Abort:
-        _fail("interrupted", 130)
-    except KeyboardInterrupt:
-        _fail("interrupted (the last checkpoint is kept; continue with --resume RUN_DIR)", 130)
-    except SynergraphError as err:
-        _fail(str(err), 1)
-    except click.ClickException as err:
-        _fail(err.format_message(), err.exit_code)
+    """Console entry point."""
+    app.main(args=argv)
 
 
 from cli import commands  # noqa: E402,F401  (registers the subcommands on ``app``)

@@ -87,6 +87,7 @@ def _restore_rng(states: dict[str, Any], generator: torch.Generator) -> None:
 def _attach_log_file(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setLevel(logging.INFO)
     log.addHandler(handler)
     if log.level == logging.NOTSET or log.level > logging.INFO:
         log.setLevel(logging.INFO)

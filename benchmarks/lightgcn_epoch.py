@@ -1,0 +1,65 @@
+"""Seconds per LightGCN training epoch and per full-ranking evaluation on a dataset.
+
+    .venv/bin/python benchmarks/lightgcn_epoch.py [--dataset baby] [--epochs 3]
+
+Uses the library's own trainer pieces (sampler, model loss, evaluator) with the default config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import torch
+
+from benchmarks.common import machine, require_dataset
+from dgl_synergraph.config import build_config
+from dgl_synergraph.data import load_dataset
+from dgl_synergraph.evaluation import split_evaluator
+from dgl_synergraph.training.runs import build_for_dataset
+from dgl_synergraph.training.sampler import NegativeSampler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="baby")
+    parser.add_argument("--model", default="lightgcn")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+
+    data = load_dataset(path=require_dataset(args.dataset))
+    config = build_config({"dataset": args.dataset, "model": args.model, "device": "cpu"})
+    device = torch.device("cpu")
+    model = build_for_dataset(config, data, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = NegativeSampler(data.train, data.n_items, generator)
+    evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
+    users_all, items_all = torch.as_tensor(data.train[:, 0]), torch.as_tensor(data.train[:, 1])
+
+    epoch_times, eval_times = [], []
+    for _ in range(args.epochs):
+        start = time.perf_counter()
+        order = torch.randperm(len(users_all), generator=generator)
+        users, items = users_all[order], items_all[order]
+        negatives = sampler.sample(users)
+        for s in range(0, len(users), config.batch_size):
+            loss = sum(model.loss(users[s:s + config.batch_size], items[s:s + config.batch_size],
+                                  negatives[s:s + config.batch_size]).values())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        epoch_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        evaluator.evaluate(model.scorer())
+        eval_times.append(time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.model} on {args.dataset} ({data.n_users} users, {data.n_items} items, {len(data.train)} train); {machine()}")
+    print(f"  train epoch (batch {config.batch_size}): {min(epoch_times):.2f} s (min of {args.epochs})")
+    print(f"  full-ranking eval ({evaluator.n_users} valid users, batch {config.eval_batch_size}): {min(eval_times):.2f} s")
+    print(f"  peak RSS: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A folder holding the clustered synthetic dataset ``tiny`` (120 users, 80 items)."""
+    from dgl_synergraph.data.synthetic import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic_dataset(root / "tiny")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    from dgl_synergraph.data import load_dataset
+
+    return load_dataset("tiny", tiny_dir)
+
+
+def shared_dataset_dir(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not (folder / f"{name}.inter").is_file():
+        pytest.skip(f"{folder} not available")
+    return folder

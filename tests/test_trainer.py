@@ -1,0 +1,80 @@
+"""The shared training loop: known behaviour, reproducibility, resume, atomic files."""
+
+import json
+
+import pytest
+
+from dgl_synergraph.config import build_config
+from dgl_synergraph.errors import ConfigError
+from dgl_synergraph.training import train
+from dgl_synergraph.utils import atomic_write
+
+
+def _config(tiny_dir, **settings):
+    base = {"dataset": "tiny", "data_dir": str(tiny_dir), "embedding_dim": 16, "batch_size": 256,
+            "lr": 0.01, "epochs": 30, "patience": 50, "checkpoint_every": 1}
+    return build_config({**base, **settings})
+
+
+def test_lightgcn_loss_falls_and_beats_mostpop(tiny_dir, tiny, tmp_path):
+    lgcn = train(_config(tiny_dir, model="lightgcn"), out=tmp_path / "lgcn", dataset=tiny, progress=False)
+    pop = train(_config(tiny_dir, model="mostpop"), out=tmp_path / "pop", dataset=tiny, progress=False)
+    losses = [row["loss"] for row in lgcn.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert lgcn.metrics["test"]["recall@20"] > pop.metrics["test"]["recall@20"] + 0.1
+    assert pop.metrics["best_epoch"] == 0 and pop.history == []
+
+
+def test_bpr_learns(tiny_dir, tiny, tmp_path):
+    bpr = train(_config(tiny_dir, model="bpr", epochs=40), out=tmp_path / "bpr", dataset=tiny, progress=False)
+    first, best = bpr.history[0]["valid_recall@20"], max(r["valid_recall@20"] for r in bpr.history)
+    assert best > first + 0.1
+
+
+def test_same_seed_same_run_and_resume_is_exact(tiny_dir, tiny, tmp_path):
+    straight = train(_config(tiny_dir, epochs=6), out=tmp_path / "a", dataset=tiny, progress=False)
+    again = train(_config(tiny_dir, epochs=6), out=tmp_path / "b", dataset=tiny, progress=False)
+    assert straight.metrics == again.metrics
+
+    train(_config(tiny_dir, epochs=3), out=tmp_path / "c", dataset=tiny, progress=False)
+    resumed = train(_config(tiny_dir, epochs=6), resume=tmp_path / "c", progress=False)
+    assert resumed.metrics["test"] == straight.metrics["test"]
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+
+    other_seed = train(_config(tiny_dir, epochs=6, seed=1), out=tmp_path / "d", dataset=tiny, progress=False)
+    assert other_seed.metrics["test"] != straight.metrics["test"]
+
+
+def test_early_stopping_and_best_epoch_selection_use_validation(tiny_dir, tiny, tmp_path):
+    run = train(_config(tiny_dir, epochs=200, patience=3, lr=0.05), out=tmp_path / "es", dataset=tiny, progress=False)
+    scores = [r["valid_recall@20"] for r in run.history]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    assert run.metrics["best_epoch"] == run.history[best]["epoch"]
+    assert len(run.history) - 1 - best == 4  # stopped after patience + 1 evaluations without gain
+    assert run.metrics["valid"]["recall@20"] == pytest.approx(scores[best])
+    saved = json.loads((tmp_path / "es" / "metrics.json").read_text())
+    assert saved["epochs_run"] == len(run.history) < 200
+
+
+def test_config_layers_and_validation():
+    config = build_config({"epochs": 5, "n_layers": 1}, {"epochs": 7})
+    assert config.epochs == 7 and config.model_params == {"n_layers": 1}
+    assert build_config({}).model_params == {"n_layers": 3}
+    with pytest.raises(ConfigError, match="valid_metric"):
+        build_config({"valid_metric": "auc@20"})
+    with pytest.raises(ConfigError, match="has no setting 'n_layers'"):
+        build_config({"model": "bpr", "n_layers": 2})
+
+
+def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
