@@ -1,6 +1,7 @@
 """The typed, validated run configuration: the only place defaults and checks live.
 
-Sources, later wins: defaults < YAML file (``--config``) < ``--set key=value`` < named CLI flags.
+Sources, later wins: defaults < the model's run defaults and per-dataset hyperparameter
+defaults (registry) < YAML file (``--config``) < ``--set key=value`` < named CLI flags.
 Keys that are not run settings are model hyperparameters (``n_layers=2``), checked against the
 chosen model's builder in the registry.
 """
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation.metrics import METRICS
-from dgl_synergraph.models.registry import resolve_model_params
+from dgl_synergraph.models.registry import get_model_entry, resolve_model_params
 
 
 class RunConfig(BaseModel):
@@ -115,6 +116,10 @@ def build_config(*layers: dict[str, Any]) -> RunConfig:
                 merged[key] = value
             else:
                 model_params[key] = value
+    entry = get_model_entry(str(merged.get("model", RunConfig.model_fields["model"].default)))
+    dataset = str(merged.get("dataset", RunConfig.model_fields["dataset"].default))
+    merged = {**entry.run_defaults, **merged}
+    model_params = {**entry.dataset_defaults.get(dataset, {}), **model_params}
     try:
         config = RunConfig(**merged)
     except ValidationError as err:

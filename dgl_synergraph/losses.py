@@ -15,3 +15,35 @@ def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
     """1/2 sum of squared L2 norms divided by the batch size (LightGCN's regulariser)."""
     batch = tensors[0].shape[0]
     return sum(t.pow(2).sum() for t in tensors) / (2 * batch)
+
+
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+    """In-batch InfoNCE on cosine similarity: row i of ``positive`` is anchor i's positive, every
+    other row a negative. -mean log( exp(cos(a_i, p_i)/t) / sum_j exp(cos(a_i, p_j)/t) )."""
+    a = F.normalize(anchor, dim=1)
+    p = F.normalize(positive, dim=1)
+    logits = a @ p.t() / temperature
+    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+
+
+def circle_loss(
+    s_p: torch.Tensor,
+    s_n: torch.Tensor,
+    margin: float = 0.25,
+    gamma: float = 64.0,
+    negative_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Circle loss (Sun et al., CVPR 2020), pair form, one positive per anchor.
+
+    ``s_p`` [B] and ``s_n`` [B, N] are similarities (cosine). With alpha_p = [1 + m - s_p]_+ and
+    alpha_n = [s_n + m]_+ (both detached), Delta_p = 1 - m, Delta_n = m:
+    L_i = softplus( logsumexp_j gamma alpha_n (s_n_j - Delta_n) - gamma alpha_p (s_p - Delta_p) ).
+    ``negative_mask`` [B, N] marks which negatives count (e.g. to drop the anchor's own item).
+    """
+    alpha_p = (1 + margin - s_p.detach()).clamp(min=0)
+    alpha_n = (s_n.detach() + margin).clamp(min=0)
+    logit_p = -gamma * alpha_p * (s_p - (1 - margin))
+    logit_n = gamma * alpha_n * (s_n - margin)
+    if negative_mask is not None:
+        logit_n = logit_n.masked_fill(~negative_mask, float("-inf"))
+    return F.softplus(torch.logsumexp(logit_n, dim=1) + logit_p).mean()

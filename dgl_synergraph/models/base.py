@@ -24,6 +24,9 @@ class Recommender(nn.Module):
         """Named loss terms for one batch; the trainer minimises their sum."""
         raise NotImplementedError
 
+    def on_epoch_start(self) -> None:
+        """Called by the trainer before each training epoch (e.g. to resample a pruned graph)."""
+
     def training_diagnostics(self) -> dict[str, float]:
         """Numbers worth logging at each evaluation (e.g. gate statistics); none by default."""
         return {}

@@ -8,7 +8,7 @@ CLI and config validation learn about a new model from one registry line.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import dgl
@@ -19,7 +19,12 @@ from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.bpr import BPRMF
 from dgl_synergraph.models.lightgcn import LightGCN
+from dgl_synergraph.models.freedom import FREEDOM, MIXED_RELATION
+from dgl_synergraph.models.mgcn import MGCN, knn_relation
 from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.models.synergraph import CIRCLE_PLACEMENTS, SynerGraph
+from dgl_synergraph.graphs.hetero import build_heterograph
+from dgl_synergraph.graphs.knn import cached_knn_graph, merge_graphs
 
 
 @dataclass
@@ -30,12 +35,45 @@ class ModelContext:
     reg_weight: float
     device: torch.device
 
+    def modalities(self, spec: str) -> list[str]:
+        """``"all"`` or a comma list such as ``"text"`` / ``"image,text"`` -> checked names."""
+        available = self.dataset.modalities
+        wanted = available if spec in ("all", "both") else [m.strip() for m in spec.split(",") if m.strip()]
+        missing = [m for m in wanted if m not in available]
+        if missing or not wanted:
+            raise ConfigError(f"modalities: {spec!r} is not available in dataset {self.dataset.name!r} "
+                              f"(it has: {', '.join(available) or 'no feature files'})")
+        return wanted
+
+    def features(self, modalities: list[str]) -> dict[str, torch.Tensor]:
+        return {m: torch.as_tensor(self.dataset.features[m]) for m in modalities}
+
+    def with_item_relations(self, graphs: dict) -> dgl.DGLGraph:
+        """The dataset heterograph plus item-item relations ``{name: ItemGraph}``."""
+        d = self.dataset
+        return build_heterograph(d.n_users, d.n_items, d.train, {k: g.as_relation() for k, g in graphs.items()})
+
+    def knn_graphs(self, modalities: list[str], k: int, weighting: str, self_loop: bool) -> dict:
+        require(k > 0, f"knn_k: must be positive, got {k}")
+        require(weighting in ("similarity", "binary"), f"knn_weighting: expected similarity or binary, got {weighting!r}")
+        return {m: cached_knn_graph(self.dataset.features[m], k, weighting, self_loop, device=self.device)
+                for m in modalities}
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
     build: Callable[..., Recommender]
     description: str
+    # Run settings this model changes by default (e.g. MGCN's learning-rate decay).
+    run_defaults: dict[str, Any] = field(default_factory=dict)
+    # Hyperparameter defaults for particular datasets (e.g. SynerGraph's top-K per dataset).
+    dataset_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -52,7 +90,68 @@ def _build_bpr(ctx: ModelContext) -> Recommender:
 
 
 def _build_lightgcn(ctx: ModelContext, *, n_layers: int = 3) -> Recommender:
+    require(n_layers >= 0, f"n_layers: must be >= 0, got {n_layers}")
     return LightGCN(ctx.graph, ctx.embedding_dim, n_layers, ctx.reg_weight)
+
+
+def _check_layers(**layers: int) -> None:
+    for name, value in layers.items():
+        require(value >= 0, f"{name}: must be >= 0, got {value}")
+
+
+def _build_mgcn(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10, knn_weighting: str = "similarity",
+                knn_self_loop: bool = True, n_ui_layers: int = 2, n_ii_layers: int = 1, cl_weight: float = 0.01,
+                cl_temperature: float = 0.2, purifier: bool = True, finetune_features: bool = True) -> Recommender:
+    _check_layers(n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers)
+    require(cl_temperature > 0, "cl_temperature: must be > 0")
+    names = ctx.modalities(modalities)
+    graphs = ctx.knn_graphs(names, knn_k, knn_weighting, knn_self_loop)
+    graph = ctx.with_item_relations({knn_relation(m): g for m, g in graphs.items()})
+    return MGCN(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_ii_layers, cl_weight,
+                cl_temperature, purifier, finetune_features)
+
+
+def _build_synergraph(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 30,
+                      knn_weighting: str = "similarity", knn_self_loop: bool = True, n_ui_layers: int = 2,
+                      n_ii_layers: int = 1, purifier: bool = True, circle_weight: float = 0.01,
+                      circle_on: str = "user_fused", circle_margin: float = 0.25, circle_gamma: float = 64.0,
+                      circle_in_batch_negatives: bool = False, cl_weight: float = 0.0, cl_temperature: float = 0.2,
+                      finetune_features: bool = False) -> Recommender:
+    _check_layers(n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers)
+    require(circle_on in CIRCLE_PLACEMENTS, f"circle_on: expected one of {', '.join(CIRCLE_PLACEMENTS)}, got {circle_on!r}")
+    require(circle_weight >= 0, "circle_weight: must be >= 0 (0 switches the circle loss off)")
+    require(0 <= circle_margin < 1, "circle_margin: must be in [0, 1)")
+    require(circle_gamma > 0, "circle_gamma: must be > 0")
+    require(cl_temperature > 0, "cl_temperature: must be > 0")
+    names = ctx.modalities(modalities)
+    graphs = ctx.knn_graphs(names, knn_k, knn_weighting, knn_self_loop)
+    graph = ctx.with_item_relations({knn_relation(m): g for m, g in graphs.items()})
+    return SynerGraph(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_ii_layers,
+                      cl_weight, cl_temperature, purifier, finetune_features, circle_weight=circle_weight,
+                      circle_on=circle_on, circle_margin=circle_margin, circle_gamma=circle_gamma,
+                      circle_in_batch_negatives=circle_in_batch_negatives)
+
+
+def _build_freedom(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10, image_weight: float = 0.1,
+                   n_ui_layers: int = 2, n_mm_layers: int = 1, dropout: float = 0.8,
+                   finetune_features: bool = True) -> Recommender:
+    _check_layers(n_ui_layers=n_ui_layers, n_mm_layers=n_mm_layers)
+    require(0 <= dropout < 1, f"dropout: must be in [0, 1), got {dropout}")
+    require(0 <= image_weight <= 1, f"image_weight: must be in [0, 1], got {image_weight}")
+    names = ctx.modalities(modalities)
+    graphs = ctx.knn_graphs(names, knn_k, "binary", True)
+    if len(graphs) == 1:
+        mixed = next(iter(graphs.values()))
+    else:
+        # FREEDOM mixes the image graph with weight w and spreads 1 - w over the other modalities.
+        others = [m for m in names if m != "image"]
+        parts = [(image_weight if m == "image" else (1 - image_weight if "image" in names else 1.0) / len(others),
+                  graphs[m]) for m in names]
+        mixed = merge_graphs(parts)
+    graph = ctx.with_item_relations({MIXED_RELATION: mixed})
+    # FREEDOM's reg_weight scales its modality BPR terms (MMRec FREEDOM.yaml).
+    return FREEDOM(graph, ctx.features(names), ctx.dataset.train, ctx.embedding_dim, ctx.reg_weight, n_ui_layers,
+                   n_mm_layers, dropout, finetune_features)
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -61,6 +160,12 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("mostpop", _build_mostpop, "most popular training items for everyone"),
         ModelEntry("bpr", _build_bpr, "matrix factorisation with BPR loss"),
         ModelEntry("lightgcn", _build_lightgcn, "LightGCN on the user-item graph"),
+        ModelEntry("freedom", _build_freedom, "FREEDOM: frozen mixed kNN item graph + pruned LightGCN"),
+        ModelEntry("mgcn", _build_mgcn, "MGCN: purifier, item-item + user-item views, fuser, InfoNCE",
+                   run_defaults={"lr_decay": 0.96}),
+        ModelEntry("synergraph", _build_synergraph, "SynerGraph: MGCN-style views, top-K graphs, purifier circle loss",
+                   run_defaults={"lr_decay": 0.96},
+                   dataset_defaults={"baby": {"knn_k": 35}, "sports": {"knn_k": 30}, "clothing": {"knn_k": 30}}),
     ]
 }
 

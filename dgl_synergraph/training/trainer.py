@@ -119,12 +119,12 @@ def train(
         run_dir = Path(out) if out is not None else default_run_dir(config)
         if (run_dir / CONFIG_FILE).exists():
             raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it)")
-        run_dir.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(config.device)
     seed_everything(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     handler = _attach_log_file(run_dir)
     try:
         return _train(config, dataset, run_dir, device, resume is not None, progress)
@@ -210,6 +210,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             model.train()
+            model.on_epoch_start()
             order = torch.randperm(n_train, generator=generator)
             users, positives = train_users[order], train_items[order]
             negatives = sampler.sample(users)

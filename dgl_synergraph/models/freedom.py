@@ -1,0 +1,82 @@
+"""FREEDOM (Zhou & Shen, ACM MM 2023) as in MMRec: a frozen, mixed modality kNN graph over item
+ID embeddings, added to a LightGCN user-item view whose edges are pruned each epoch
+(degree-sensitive edge pruning), trained with BPR plus modality BPR terms."""
+
+from __future__ import annotations
+
+import dgl
+import numpy as np
+import torch
+from torch import nn
+
+from dgl_synergraph.graphs.hetero import ITEM, USER, build_heterograph, degree_norm
+from dgl_synergraph.losses import bpr_loss
+from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.nn.multimodal import ModalityProjection
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+
+MIXED_RELATION = "knn_mm"
+
+
+class FREEDOM(Recommender):
+    def __init__(
+        self,
+        graph: dgl.DGLGraph,
+        features: dict[str, torch.Tensor],
+        train_pairs: np.ndarray,
+        embedding_dim: int,
+        modality_bpr_weight: float,
+        n_ui_layers: int = 2,
+        n_mm_layers: int = 1,
+        dropout: float = 0.8,
+        finetune_features: bool = True,
+    ):
+        super().__init__()
+        n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
+        self.n_users, self.n_items, self.n_ui_layers = n_users, n_items, n_ui_layers
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.projections = nn.ModuleDict({m: ModalityProjection(f, embedding_dim, finetune_features)
+                                          for m, f in sorted(features.items())})
+        self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
+        self.train_encoder = self.ui_encoder
+        self.mm_encoder = ItemGraphEncoder(graph, MIXED_RELATION, n_mm_layers)
+        self.modality_bpr_weight = modality_bpr_weight
+        self.dropout = dropout
+        self.train_pairs = train_pairs
+        # Sampling weight of each edge: its symmetric-normalised value 1/sqrt(d_u d_i).
+        users = torch.as_tensor(train_pairs[:, 0])
+        items = torch.as_tensor(train_pairs[:, 1])
+        d_u = degree_norm(torch.bincount(users, minlength=n_users))
+        d_i = degree_norm(torch.bincount(items, minlength=n_items))
+        self.edge_weight = d_u[users] * d_i[items]
+
+    def on_epoch_start(self) -> None:
+        """Degree-sensitive edge pruning: keep (1 - dropout) of the edges, drawn by weight."""
+        if self.dropout <= 0:
+            self.train_encoder = self.ui_encoder
+            return
+        keep = int(len(self.edge_weight) * (1.0 - self.dropout))
+        kept = torch.multinomial(self.edge_weight, keep, replacement=False)
+        pruned = build_heterograph(self.n_users, self.n_items, self.train_pairs[kept.numpy()])
+        self.train_encoder = LightGCNEncoder(pruned, self.n_ui_layers).to(self.user_embedding.device)
+
+    def _forward(self, encoder: LightGCNEncoder) -> tuple[torch.Tensor, torch.Tensor]:
+        mm_items = self.mm_encoder(self.item_embedding)
+        users, items = encoder(self.user_embedding, self.item_embedding)
+        return users, items + mm_items
+
+    def embeddings(self):
+        return self._forward(self.ui_encoder)
+
+    def loss(self, users, pos_items, neg_items):
+        user_emb, item_emb = self._forward(self.train_encoder)
+        u = user_emb[users]
+        terms = {"bpr": bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))}
+        if self.modality_bpr_weight > 0:
+            modal = 0.0
+            for projection in self.projections.values():
+                feats = projection()
+                modal = modal + bpr_loss((u * feats[pos_items]).sum(-1), (u * feats[neg_items]).sum(-1))
+            terms["modality_bpr"] = self.modality_bpr_weight * modal
+        return terms

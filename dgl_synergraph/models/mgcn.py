@@ -1,0 +1,116 @@
+"""MGCN (Yu et al., ACM MM 2023) as in MMRec: purifier, user-item view, item-item view over
+modality kNN graphs, behaviour-aware fuser, InfoNCE between side and content embeddings.
+
+SynerGraph (``models/synergraph.py``) extends this module; MODELS.md 1.4 explains why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dgl
+import torch
+from torch import nn
+
+from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
+from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+
+
+@dataclass
+class MultimodalViews:
+    """Everything one forward pass produces; losses pick what they need."""
+
+    user: torch.Tensor  # final user embeddings (content + side)
+    item: torch.Tensor  # final item embeddings
+    content_user: torch.Tensor  # user-item (behaviour) view
+    content_item: torch.Tensor
+    side_user: torch.Tensor  # fused modality view
+    side_item: torch.Tensor
+    modal_user: dict[str, torch.Tensor]  # per-modality views after the item-item encoder
+    modal_item: dict[str, torch.Tensor]
+    purified: dict[str, torch.Tensor]  # per-modality item inputs of the item-item encoder
+
+
+def knn_relation(modality: str) -> str:
+    return f"knn_{modality}"
+
+
+class MGCN(Recommender):
+    def __init__(
+        self,
+        graph: dgl.DGLGraph,
+        features: dict[str, torch.Tensor],
+        embedding_dim: int,
+        reg_weight: float,
+        n_ui_layers: int = 2,
+        n_ii_layers: int = 1,
+        cl_weight: float = 0.01,
+        cl_temperature: float = 0.2,
+        purifier: bool = True,
+        finetune_features: bool = True,
+    ):
+        super().__init__()
+        if not features:
+            raise ValueError("a multimodal model needs at least one modality")
+        self.modalities = sorted(features)
+        n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.projections = nn.ModuleDict(
+            {m: ModalityProjection(features[m], embedding_dim, finetune_features) for m in self.modalities})
+        self.purifiers = nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities}) if purifier else None
+        self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
+        self.ii_encoders = nn.ModuleDict(
+            {m: ItemGraphEncoder(graph, knn_relation(m), n_ii_layers) for m in self.modalities})
+        self.fuser = BehaviorAwareFuser(embedding_dim, self.modalities)
+        self.reg_weight = reg_weight
+        self.cl_weight = cl_weight
+        self.cl_temperature = cl_temperature
+
+    def views(self) -> MultimodalViews:
+        content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        purified, modal_user, modal_item = {}, {}, {}
+        for m in self.modalities:
+            projected = self.projections[m]()
+            purified[m] = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
+            modal_item[m] = self.ii_encoders[m](purified[m])
+            modal_user[m] = self.ui_encoder.items_to_users(modal_item[m])
+        side_user = self.fuser(modal_user, content_user)
+        side_item = self.fuser(modal_item, content_item)
+        return MultimodalViews(content_user + side_user, content_item + side_item, content_user, content_item,
+                               side_user, side_item, modal_user, modal_item, purified)
+
+    def embeddings(self):
+        views = self.views()
+        return views.user, views.item
+
+    def loss(self, users, pos_items, neg_items):
+        views = self.views()
+        u, p, n = views.user[users], views.item[pos_items], views.item[neg_items]
+        terms = {
+            "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
+            "reg": self.reg_weight * l2_penalty(u, p, n),  # MGCN regularises the final embeddings
+        }
+        if self.cl_weight > 0:
+            terms["infonce"] = self.cl_weight * (
+                info_nce(views.side_item[pos_items], views.content_item[pos_items], self.cl_temperature)
+                + info_nce(views.side_user[users], views.content_user[users], self.cl_temperature))
+        terms.update(self.auxiliary_losses(views, users, pos_items, neg_items))
+        return terms
+
+    def auxiliary_losses(self, views: MultimodalViews, users, pos_items, neg_items) -> dict[str, torch.Tensor]:
+        """Extra loss terms of models built on MGCN; none here."""
+        return {}
+
+    def training_diagnostics(self) -> dict[str, float]:
+        """Per-modality purifier gate mean/std of the last forward pass (collapse watch)."""
+        out = {}
+        for m in self.modalities:
+            gate = self.purifiers[m].last_gate if self.purifiers is not None else None
+            if gate is not None:
+                out[f"gate_{m}_mean"] = float(gate.mean())
+                out[f"gate_{m}_std"] = float(gate.std())
+        return out

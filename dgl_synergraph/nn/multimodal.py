@@ -1,0 +1,69 @@
+"""Modality modules shared by the multimodal models: feature projection, the behaviour-gated
+purifier and the behaviour-aware fuser (MGCN, ACM MM 2023; MODELS.md 1.4 b, e)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ModalityProjection(nn.Module):
+    """x_hat^m = W_1^m x^m + b_1^m over the whole item feature table of one modality.
+
+    With ``finetune=True`` the raw feature table itself is a parameter, as in MGCN/FREEDOM
+    (``nn.Embedding.from_pretrained(..., freeze=False)``).
+    """
+
+    def __init__(self, features: torch.Tensor, out_dim: int, finetune: bool):
+        super().__init__()
+        features = features.float().clone()
+        if finetune:
+            self.features = nn.Parameter(features)
+        else:
+            self.register_buffer("features", features)
+        self.linear = nn.Linear(features.shape[1], out_dim)
+
+    def forward(self) -> torch.Tensor:
+        return self.linear(self.features)
+
+
+class Purifier(nn.Module):
+    """Behaviour-gated purifier: e_tilde = e_id * sigmoid(W_2 x_hat + b_2).
+
+    The ID embeddings carry the users' preferences (they are what BPR trains), so the gate keeps
+    the modality components that agree with behaviour. ``last_gate`` is kept for diagnostics.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.gate = nn.Linear(dim, dim)
+        self.last_gate: torch.Tensor | None = None
+
+    def forward(self, id_embedding: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        gate = torch.sigmoid(self.gate(projected))
+        self.last_gate = gate.detach()
+        return id_embedding * gate
+
+
+class BehaviorAwareFuser(nn.Module):
+    """Fuse modality views under the guidance of the behaviour (user-item) view.
+
+    alpha^m = softmax_m q^T tanh(W_a h^m + b_a); common c = sum_m alpha^m h^m; specific
+    s^m = h^m - c; preference gate g^m = sigmoid(W_g^m e_ui + b_g^m);
+    side = (sum_m g^m * s^m + c) / (M + 1).
+    """
+
+    def __init__(self, dim: int, modalities: list[str]):
+        super().__init__()
+        self.modalities = list(modalities)
+        self.query = nn.Sequential(nn.Linear(dim, dim), nn.Tanh(), nn.Linear(dim, 1, bias=False))
+        self.preference = nn.ModuleDict({m: nn.Linear(dim, dim) for m in self.modalities})
+
+    def forward(self, views: dict[str, torch.Tensor], behaviour: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack([views[m] for m in self.modalities], dim=1)  # [N, M, d]
+        weights = torch.softmax(self.query(stacked), dim=1)  # [N, M, 1]
+        common = (weights * stacked).sum(1)
+        side = common
+        for index, m in enumerate(self.modalities):
+            side = side + torch.sigmoid(self.preference[m](behaviour)) * (stacked[:, index] - common)
+        return side / (len(self.modalities) + 1)

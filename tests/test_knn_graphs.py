@@ -1,0 +1,89 @@
+"""Modality kNN graphs: chunked builder equals a dense reference; cache; edge cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from dgl_synergraph.graphs import knn as knn_module
+from dgl_synergraph.graphs.hetero import ITEM, build_heterograph
+from dgl_synergraph.graphs.knn import ItemGraph, cached_knn_graph, knn_graph, merge_graphs
+from dgl_synergraph.nn.propagation import ItemGraphEncoder
+
+
+def dense_reference(x: np.ndarray, k: int, weighting: str, self_loop: bool) -> np.ndarray:
+    """MMRec's construction on the full matrix: cosine, top-k per row, row-sum sym. norm."""
+    unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = unit @ unit.T
+    if not self_loop:
+        np.fill_diagonal(sim, -np.inf)
+    adj = np.zeros_like(sim)
+    for i in range(len(x)):
+        top = np.argsort(-sim[i], kind="stable")[:k]
+        adj[i, top] = np.maximum(sim[i, top], 0) if weighting == "similarity" else 1.0
+    deg = adj.sum(1)
+    inv = np.where(deg > 0, 1 / np.sqrt(np.where(deg > 0, deg, 1)), 0)
+    return inv[:, None] * adj * inv[None, :]
+
+
+@pytest.mark.parametrize("weighting", ["similarity", "binary"])
+@pytest.mark.parametrize("self_loop", [True, False])
+def test_chunked_knn_equals_dense_reference(weighting, self_loop):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 6)).astype(np.float32)
+    graph = knn_graph(x, k=4, weighting=weighting, self_loop=self_loop, chunk_rows=5)
+    expected = dense_reference(x.astype(np.float64), 4, weighting, self_loop)
+    got = graph.to_dense().numpy()
+    assert ((got != 0) == (expected != 0)).all()  # same neighbours
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)  # same weights
+    assert len(graph.src) == 23 * 4
+    assert self_loop == bool((graph.src == graph.dst).any())
+
+
+def test_zero_norm_rows_and_negative_similarity_give_no_nan():
+    x = np.array([[0, 0], [1, 0], [0, 1], [-1, 0], [0, 0]], dtype=np.float32)
+    graph = knn_graph(x, k=2)
+    assert torch.isfinite(graph.weight).all()
+    # the zero rows only see similarity 0, so they send and receive nothing
+    dense = graph.to_dense()
+    assert dense[0].abs().sum() == 0 and dense[4].abs().sum() == 0
+
+
+def test_knn_graph_is_cached_by_content_and_parameters(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
+    x = np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32)
+    first = cached_knn_graph(x, 3)
+    files = list((tmp_path / "graphs").iterdir())
+    assert len(files) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("rebuilt although cached")
+
+    monkeypatch.setattr(knn_module, "knn_graph", fail)
+    second = cached_knn_graph(x, 3)
+    assert torch.equal(first.src, second.src) and torch.allclose(first.weight, second.weight)
+    with pytest.raises(AssertionError, match="rebuilt"):
+        cached_knn_graph(x, 4)  # another K is another cache entry
+    with pytest.raises(AssertionError, match="rebuilt"):
+        cached_knn_graph(x + 1, 3)  # other content is another entry
+
+
+def test_merge_graphs_adds_weights_of_shared_edges():
+    a = ItemGraph(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([1.0, 2.0]), 3)
+    b = ItemGraph(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.tensor([4.0, 8.0]), 3)
+    merged = merge_graphs([(0.25, a), (0.5, b)]).to_dense()
+    expected = torch.zeros(3, 3)
+    expected[1, 0] = 0.25 * 1 + 0.5 * 4
+    expected[2, 1] = 0.25 * 2
+    expected[0, 2] = 0.5 * 8
+    assert torch.allclose(merged, expected)
+
+
+def test_item_graph_encoder_equals_dense_propagation():
+    x = np.random.default_rng(2).normal(size=(9, 4)).astype(np.float32)
+    graph = knn_graph(x, k=3)
+    hetero = build_heterograph(2, 9, np.array([[0, 0], [1, 3]]), {"knn_image": graph.as_relation()})
+    assert hetero.num_edges((ITEM, "knn_image", ITEM)) == 27
+    encoder = ItemGraphEncoder(hetero, "knn_image", n_layers=2)
+    h = torch.randn(9, 5)
+    a = graph.to_dense()
+    assert torch.allclose(encoder(h), a @ (a @ h), atol=1e-5)

@@ -1,0 +1,143 @@
+"""SynerGraph, MGCN and FREEDOM: losses by hand, ablation switches, training behaviour."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgl_synergraph.config import build_config
+from dgl_synergraph.errors import ConfigError
+from dgl_synergraph.evaluation import split_evaluator
+from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.losses import circle_loss, info_nce
+from dgl_synergraph.training import train
+from dgl_synergraph.training.runs import build_for_dataset
+
+
+def test_circle_loss_matches_hand_computation():
+    # one anchor (a user), its positive (fused item) at cosine 0.8, two negatives (the item's
+    # image and text embeddings) at 0.3 and 0.5; m = 0.25, gamma = 2
+    # alpha_p = 1.25 - 0.8 = 0.45, logit_p = -2 * 0.45 * (0.8 - 0.75) = -0.045
+    # alpha_n = 0.55, 0.75; logit_n = 2*0.55*(0.3-0.25) = 0.055, 2*0.75*(0.5-0.25) = 0.375
+    # L = softplus(log(e^0.055 + e^0.375) - 0.045) = softplus(0.875893) = 1.224075
+    loss = circle_loss(torch.tensor([0.8]), torch.tensor([[0.3, 0.5]]), margin=0.25, gamma=2.0)
+    assert float(loss) == pytest.approx(1.2240749, abs=1e-6)
+    # a masked negative does not count: only 0.3 remains -> softplus(0.055 - 0.045)
+    masked = circle_loss(torch.tensor([0.8]), torch.tensor([[0.3, 0.5]]), 0.25, 2.0,
+                         negative_mask=torch.tensor([[True, False]]))
+    assert float(masked) == pytest.approx(math.log1p(math.exp(0.01)), abs=1e-6)
+
+
+def test_circle_loss_falls_when_positive_rises_and_weights_are_detached():
+    s_p = torch.tensor([0.2], requires_grad=True)
+    s_n = torch.tensor([[0.4, 0.1]], requires_grad=True)
+    circle_loss(s_p, s_n).backward()
+    assert s_p.grad.item() < 0 and (s_n.grad > 0).all()
+    assert circle_loss(torch.tensor([0.9]), s_n.detach()) < circle_loss(torch.tensor([0.2]), s_n.detach())
+
+
+def test_info_nce_matches_hand_computation():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    p = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    # cosines: row 0 -> (1, 1/sqrt2), row 1 -> (0, 1/sqrt2); t = 0.5
+    c = 1 / math.sqrt(2)
+    l0 = -math.log(math.exp(1 / 0.5) / (math.exp(1 / 0.5) + math.exp(c / 0.5)))
+    l1 = -math.log(math.exp(c / 0.5) / (math.exp(0) + math.exp(c / 0.5)))
+    assert float(info_nce(a, p, 0.5)) == pytest.approx((l0 + l1) / 2, abs=1e-6)
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
+
+
+def _model(tiny, **settings):
+    config = build_config({"dataset": "tiny", "embedding_dim": 8, **settings})
+    return build_for_dataset(config, tiny, torch.device("cpu"))
+
+
+def _batch(tiny):
+    return (torch.as_tensor(tiny.train[:64, 0]), torch.as_tensor(tiny.train[:64, 1]),
+            torch.as_tensor((tiny.train[:64, 1] + 1) % tiny.n_items))
+
+
+def test_synergraph_ablation_switches_change_what_they_say(tiny, cache):
+    full = _model(tiny, model="synergraph", knn_k=5)
+    names = {n for n, _ in full.named_parameters()}
+    assert any(n.startswith("purifiers.image.gate") for n in names)
+    assert set(full.loss(*_batch(tiny))) == {"bpr", "reg", "circle"}
+
+    no_purifier = _model(tiny, model="synergraph", knn_k=5, purifier=False)
+    assert not any("purifiers" in n for n, _ in no_purifier.named_parameters())
+    no_circle = _model(tiny, model="synergraph", knn_k=5, circle_weight=0.0)
+    assert set(no_circle.loss(*_batch(tiny))) == {"bpr", "reg"}
+    with_infonce = _model(tiny, model="synergraph", knn_k=5, cl_weight=0.1)
+    assert set(with_infonce.loss(*_batch(tiny))) == {"bpr", "reg", "circle", "infonce"}
+    text_only = _model(tiny, model="synergraph", knn_k=5, modalities="text")
+    assert list(text_only.projections) == ["text"] and list(text_only.ii_encoders) == ["text"]
+    k3 = _model(tiny, model="synergraph", knn_k=3)
+    assert k3.ii_encoders["image"].step._graphs[("item", "knn_image", "item")].num_edges() == tiny.n_items * 3
+    for placement in ("purifier", "side_content", "both"):
+        model = _model(tiny, model="synergraph", knn_k=5, circle_on=placement)
+        assert float(model.loss(*_batch(tiny))["circle"]) > 0
+
+
+def test_synergraph_defaults_per_dataset_and_validation():
+    assert build_config({"model": "synergraph", "dataset": "baby"}).model_params["knn_k"] == 35
+    assert build_config({"model": "synergraph", "dataset": "clothing"}).model_params["knn_k"] == 30
+    assert build_config({"model": "synergraph", "dataset": "baby", "knn_k": 10}).model_params["knn_k"] == 10
+    assert build_config({"model": "mgcn"}).lr_decay == 0.96
+    assert build_config({"model": "mgcn", "lr_decay": 1.0}).lr_decay == 1.0
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"circle_on": "items"}, "circle_on"),
+    ({"modalities": "audio"}, "modalities"),
+    ({"knn_k": 0}, "knn_k"),
+    ({"knn_weighting": "cosine"}, "knn_weighting"),
+    ({"circle_margin": 1.5}, "circle_margin"),
+])
+def test_invalid_synergraph_settings_are_config_errors(tiny, cache, settings, message):
+    with pytest.raises(ConfigError, match=message):
+        _model(tiny, model="synergraph", **settings)
+
+
+def test_freedom_prunes_edges_each_epoch_and_scores_on_the_full_graph(tiny, cache):
+    model = _model(tiny, model="freedom", knn_k=5, dropout=0.5)
+    full_edges = model.ui_encoder.step._graphs[("user", "interacts", "item")].num_edges()
+    torch.manual_seed(0)
+    model.on_epoch_start()
+    pruned = model.train_encoder.step._graphs[("user", "interacts", "item")].num_edges()
+    assert pruned == int(full_edges * 0.5)
+    assert set(model.loss(*_batch(tiny))) == {"bpr", "modality_bpr"}
+    u1, _ = model.embeddings()
+    model.on_epoch_start()
+    u2, _ = model.embeddings()
+    assert torch.equal(u1, u2)  # scoring never uses the pruned graph
+
+
+def test_mgcn_gradient_reaches_every_part(tiny, cache):
+    model = _model(tiny, model="mgcn", knn_k=5)
+    terms = model.loss(*_batch(tiny))
+    assert set(terms) == {"bpr", "reg", "infonce"}
+    sum(terms.values()).backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("model", ["synergraph", "mgcn", "freedom"])
+def test_multimodal_models_learn_on_tiny(tiny_dir, tiny, tmp_path, cache, model):
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "model": model, "knn_k": 5,
+                           "embedding_dim": 16, "batch_size": 256, "lr": 0.01, "epochs": 20, "patience": 50})
+    run = train(config, out=tmp_path / model, dataset=tiny, progress=False)
+    losses = [r["loss"] for r in run.history]
+    assert losses[-1] < losses[0]
+    popular = MostPop(tiny.n_users, torch.as_tensor(tiny.item_popularity())).scorer()
+    mostpop_valid = split_evaluator(tiny, "valid", [20], 4096, "cpu").evaluate(popular)["recall@20"]
+    assert run.metrics["valid"]["recall@20"] > mostpop_valid + 0.05
+    if model == "synergraph":
+        row = run.history[-1]
+        assert {"gate_image_mean", "gate_text_std", "circle_s_p", "circle_s_n"} <= set(row)
+        assert 0 < row["gate_image_mean"] < 1
