@@ -41,6 +41,24 @@ class CSRTensor:
         return owner, self.indices[starts[owner] + offsets]
 
 
+def top_length_for(k: int, n_items: int) -> int:
+    """Length of the ranked list computed for a cut-off K (at least MIN_TOP_LENGTH)."""
+    return min(max(k, MIN_TOP_LENGTH), n_items)
+
+
+@torch.no_grad()
+def masked_top_k(score_fn: Callable[[torch.Tensor], torch.Tensor], users: torch.Tensor, mask: CSRTensor | None,
+                 length: int):
+    """Scores of ``users`` with ``mask``ed items at -inf, then ``torch.topk`` of ``length``.
+
+    Shared by evaluation and recommendation so both rank identically."""
+    scores = score_fn(users).float().clone()
+    if mask is not None:
+        owner, cols = mask.gather(users)
+        scores[owner, cols] = float("-inf")
+    return torch.topk(scores, length, dim=1)
+
+
 class RankingEvaluator:
     """Evaluate a scoring function against one held-out split."""
 
@@ -56,7 +74,7 @@ class RankingEvaluator:
             raise ValueError("ks must be positive")
         self.device = torch.device(device)
         self.ks = sorted(set(ks))
-        self.top_length = min(max(max(self.ks), MIN_TOP_LENGTH), target.shape[1])
+        self.top_length = top_length_for(max(self.ks), target.shape[1])
         if max(self.ks) > target.shape[1]:
             raise ValueError(f"K={max(self.ks)} is larger than the number of items ({target.shape[1]})")
         self.batch_size = batch_size
@@ -76,10 +94,8 @@ class RankingEvaluator:
     @torch.no_grad()
     def top_items(self, score_fn: Callable[[torch.Tensor], torch.Tensor], users: torch.Tensor) -> torch.Tensor:
         """Masked top list [len(users), top_length] of item ids, best first."""
-        scores = score_fn(users).float().clone()
-        owner, cols = self.mask.gather(users)
-        scores[owner, cols] = float("-inf")
-        return torch.topk(scores, self.top_length, dim=1).indices
+        return masked_top_k(score_fn, users, self.mask, self.top_length).indices
+
 
     @torch.no_grad()
     def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:

@@ -113,7 +113,7 @@ def _build_mgcn(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10, 
 
 def _build_synergraph(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 30,
                       knn_weighting: str = "similarity", knn_self_loop: bool = True, n_ui_layers: int = 2,
-                      n_ii_layers: int = 1, purifier: bool = True, circle_weight: float = 0.01,
+                      n_ii_layers: int = 1, purifier: bool = True, circle_weight: float = 0.001,
                       circle_on: str = "user_fused", circle_margin: float = 0.25, circle_gamma: float = 64.0,
                       circle_in_batch_negatives: bool = False, cl_weight: float = 0.0, cl_temperature: float = 0.2,
                       finetune_features: bool = False) -> Recommender:

@@ -33,7 +33,7 @@ def _in_batch_circle(anchor: torch.Tensor, positive: torch.Tensor, margin: float
 
 
 class SynerGraph(MGCN):
-    def __init__(self, *args, circle_weight: float = 0.01, circle_on: str = "user_fused", circle_margin: float = 0.25,
+    def __init__(self, *args, circle_weight: float = 0.001, circle_on: str = "user_fused", circle_margin: float = 0.25,
                  circle_gamma: float = 64.0, circle_in_batch_negatives: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         if circle_on not in CIRCLE_PLACEMENTS:

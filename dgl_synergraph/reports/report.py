@@ -1,0 +1,184 @@
+"""Compare run directories: grouped metrics table (mean ± std over seeds), training curves and a
+Markdown page that embeds them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+from dgl_synergraph.errors import RunError
+from dgl_synergraph.reports.tables import text_table
+from dgl_synergraph.utils import atomic_write
+
+HEADLINE = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+# Settings that identify a configuration; seed and bookkeeping are left out so seeds group.
+IGNORED_FOR_GROUPING = {"seed", "data_dir", "device", "checkpoint_every", "eval_batch_size"}
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, str]]
+
+    @property
+    def label(self) -> str:
+        return self.path.name
+
+    @property
+    def group_key(self) -> str:
+        """dataset/model plus every hyperparameter that differs from the model's defaults."""
+        params = self.config.get("model_params", {})
+        keep = {k: v for k, v in self.config.items() if k not in IGNORED_FOR_GROUPING | {"model_params", "dataset", "model"}}
+        return json.dumps({"dataset": self.config["dataset"], "model": self.config["model"], "params": params,
+                           "run": keep}, sort_keys=True, default=str)
+
+
+def find_runs(paths: list[str | Path]) -> list[RunRecord]:
+    """Run directories named directly, or found one level below a folder (e.g. ``runs/``)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if (path / "metrics.json").is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(p.parent for p in path.glob("*/metrics.json"))
+            found += sorted(p.parent for p in path.glob("*/*/metrics.json"))
+        else:
+            raise RunError(f"{path}: not a run directory (no metrics.json) nor a folder of runs")
+    if not found:
+        raise RunError(f"no finished runs (metrics.json) under {', '.join(map(str, paths))}")
+    records = []
+    for run in dict.fromkeys(found):
+        config = json.loads((run / "config.json").read_text())["config"]
+        metrics = json.loads((run / "metrics.json").read_text())
+        history = []
+        if (run / "history.csv").is_file():
+            with open(run / "history.csv", newline="") as handle:
+                history = list(csv.DictReader(handle))
+        records.append(RunRecord(run, config, metrics, history))
+    return records
+
+
+def _short_params(record: RunRecord, all_records: list[RunRecord]) -> str:
+    """Hyperparameters that vary among runs of the same model (what a reader needs to tell them apart)."""
+    same_model = [r for r in all_records if r.config["model"] == record.config["model"]]
+    params = record.config.get("model_params", {})
+    varying = [k for k in params if len({json.dumps(r.config.get("model_params", {}).get(k)) for r in same_model}) > 1]
+    return ", ".join(f"{k}={params[k]}" for k in varying) or "defaults"
+
+
+def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(record.group_key, []).append(record)
+    rows = []
+    for members in groups.values():
+        first = members[0]
+        row = {"dataset": first.config["dataset"], "model": first.config["model"],
+               "params": _short_params(first, records), "seeds": sorted(r.config["seed"] for r in members),
+               "runs": [str(r.path) for r in members],
+               "best_epochs": [r.metrics.get("best_epoch") for r in members]}
+        for metric in HEADLINE:
+            values = [r.metrics["test"][metric] for r in members if metric in r.metrics["test"]]
+            row[metric] = (mean(values), stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
+            valid = [r.metrics["valid"].get(metric) for r in members if metric in r.metrics["valid"]]
+            row[f"valid_{metric}"] = mean(valid) if valid else math.nan
+        rows.append(row)
+    rows.sort(key=lambda r: (r["dataset"], -r["recall@20"][0]))
+    return rows
+
+
+def _pm(value: tuple[float, float], n: int) -> str:
+    return f"{value[0]:.4f} ± {value[1]:.4f}" if n > 1 else f"{value[0]:.4f}"
+
+
+def plot_curves(records: list[RunRecord], path: Path) -> None:
+    """Training loss and validation Recall@20 per epoch, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for record in records:
+        epochs = [int(r["epoch"]) for r in record.history]
+        if not epochs:
+            continue
+        ax_loss.plot(epochs, [float(r["loss"]) for r in record.history], label=record.label)
+        points = [(int(r["epoch"]), float(r["valid_recall@20"])) for r in record.history if r.get("valid_recall@20")]
+        if points:
+            line, = ax_valid.plot(*zip(*points), label=record.label)
+            best = record.metrics.get("best_epoch")
+            best_points = [p for p in points if p[0] == best]
+            if best_points:
+                ax_valid.scatter(*best_points[0], color=line.get_color(), zorder=3)
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="loss (sum of terms)")
+    ax_valid.set(title="validation Recall@20 (dot = best epoch)", xlabel="epoch", ylabel="Recall@20")
+    for ax in (ax_loss, ax_valid):
+        ax.grid(alpha=0.3)
+    handles, labels = ax_valid.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(labels) // 3), 1, 1))
+    _save(fig, path)
+
+
+def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test Recall@20 per configuration (mean with std error bars over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r['dataset']}: {r['model']}" + (f"\n{r['params']}" if r["params"] != "defaults" else "") for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
+    ax.bar(range(len(rows)), [r["recall@20"][0] for r in rows], yerr=[r["recall@20"][1] for r in rows],
+           color="#4C72B0", capsize=4)
+    ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylabel="test Recall@20", title="test Recall@20 by configuration (mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGraph run report") -> Path:
+    """Write ``out`` (Markdown) plus ``<stem>_curves.png`` and ``<stem>_recall20.png`` beside it."""
+    records = find_runs(paths)
+    rows = group_rows(records)
+    out = Path(out)
+    curves = out.with_name(f"{out.stem}_curves.png")
+    bars = out.with_name(f"{out.stem}_recall20.png")
+    plot_curves(records, curves)
+    plot_bars(rows, bars)
+    table = text_table(
+        ["dataset", "model", "hyperparameters", "seeds", "best epoch", "valid R@20", *[f"test {m}" for m in HEADLINE]],
+        [[r["dataset"], r["model"], r["params"], ",".join(map(str, r["seeds"])),
+          ",".join(map(str, r["best_epochs"])), r["valid_recall@20"],
+          *[_pm(r[m], len(r["seeds"])) for m in HEADLINE]] for r in rows],
+        markdown=True)
+    winner = {}
+    for r in rows:
+        winner.setdefault(r["dataset"], r)
+    lines = [f"# {title}", "",
+             f"{len(records)} runs in {len(rows)} configurations. Test metrics at each run's best validation "
+             "epoch; mean ± std over seeds where a configuration has several. Sorted by test Recall@20.", ""]
+    for dataset, r in winner.items():
+        lines.append(f"- **{dataset}**: best is {r['model']} ({r['params']}) with test Recall@20 "
+                     f"{_pm(r['recall@20'], len(r['seeds']))} (compare the validation column before choosing).")
+    lines += ["", table, "", f"![test Recall@20]({bars.name})", "", f"![training curves]({curves.name})", "",
+              "Runs:", ""] + [f"- `{record.path}`" for record in records] + [""]
+    atomic_write(out, lambda tmp: tmp.write_text("\n".join(lines)))
+    return out

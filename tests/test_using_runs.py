@@ -1,0 +1,160 @@
+"""Using trained runs: recommend (API + CLI), report, sweep selection and resume."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import app
+from dgl_synergraph import load_run
+from dgl_synergraph.config import build_config
+from dgl_synergraph.errors import DataError
+from dgl_synergraph.evaluation import split_evaluator
+from dgl_synergraph.training import train
+from dgl_synergraph.training.sweep import parse_grid, run_sweep, select_best
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_dir, tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "lgcn"
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "embedding_dim": 16, "epochs": 10, "lr": 0.01})
+    train(config, out=out, dataset=tiny, progress=False)
+    return out
+
+
+def test_recommend_matches_evaluator_and_excludes_training_items(run_dir, tiny):
+    run = load_run(run_dir)
+    users = list(range(tiny.n_users))
+    recs = run.recommend(users, k=10, ids="internal")
+    train_items = {}
+    for u, i in tiny.train:
+        train_items.setdefault(int(u), set()).add(int(i))
+    evaluator = split_evaluator(tiny, "test", [10], 4096, "cpu")
+    top = evaluator.top_items(run.model.scorer(), torch.arange(tiny.n_users))[:, :10]
+    for rec in recs:
+        assert len(rec.items) == 10 == len(set(rec.items))
+        assert not set(rec.items) & train_items.get(rec.user, set())
+        assert rec.items == top[rec.user].tolist()
+        assert rec.scores == sorted(rec.scores, reverse=True)
+    with_seen = run.recommend([0], k=10, exclude_seen=False, ids="internal")[0]
+    assert set(with_seen.items) & train_items[0]  # unmasked, the user's own items rank high
+
+
+def test_recommend_unknown_users_and_score(run_dir, tiny):
+    run = load_run(run_dir)
+    with pytest.raises(DataError, match="unknown user 9999"):
+        run.recommend([9999], k=5)
+    fallback = run.recommend([9999], k=5, fallback="popular")[0]
+    popular = np.argsort(-tiny.item_popularity(), kind="stable")[:5].tolist()
+    assert fallback.fallback and fallback.items == popular
+    scores = run.score([0, 1], [3, 4, 5])
+    assert scores.shape == (2, 3)
+    full = run.score([0, 1])
+    np.testing.assert_allclose(scores, full[:, [3, 4, 5]])
+
+
+def test_recommend_cli_json_table_and_export(run_dir, tmp_path, tiny):
+    result = CliRunner().invoke(app, ["recommend", "--run", str(run_dir), "--user", "3", "--k", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    rec = json.loads(result.output)
+    assert rec["user"] == "3" and len(rec["items"]) == 4
+    table = CliRunner().invoke(app, ["recommend", "--run", str(run_dir), "--user", "3", "--k", "4"])
+    assert table.exit_code == 0 and "rank" in table.output
+    bad = CliRunner().invoke(app, ["recommend", "--run", str(run_dir), "--user", "nobody"])
+    assert bad.exit_code == 1 and bad.output.startswith("Error: unknown user 'nobody'")
+    missing = CliRunner().invoke(app, ["recommend", "--run", str(run_dir), "--all"])
+    assert missing.exit_code == 2 and "--all needs --out" in missing.output
+    out = tmp_path / "all.parquet"
+    result = CliRunner().invoke(app, ["recommend", "--run", str(run_dir), "--all", "--out", str(out), "--k", "5"])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out)
+    assert frame.height == tiny.n_users * 5 and frame.columns == ["user", "rank", "item", "score"]
+    first = frame.filter(pl.col("user") == 3).sort("rank")["item"].to_list()
+    assert first == load_run(run_dir).recommend([3], k=5, ids="internal")[0].items
+
+
+def test_report_groups_seeds_and_writes_plots(tiny_dir, tiny, tmp_path):
+    for seed in (1, 2):
+        config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "embedding_dim": 8, "epochs": 3, "seed": seed})
+        train(config, out=tmp_path / "runs" / f"lgcn-{seed}", dataset=tiny, progress=False)
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "model": "mostpop"})
+    train(config, out=tmp_path / "runs" / "pop", dataset=tiny, progress=False)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r" / "report.md")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "report.md").read_text()
+    assert "| tiny    | lightgcn | defaults        | 1,2   |" in page
+    assert " ± " in page and "![training curves](report_curves.png)" in page
+    for png in ("report_curves.png", "report_recall20.png"):
+        assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert bad.exit_code == 1 and "not a run directory" in bad.output
+
+
+def test_grid_parsing():
+    assert parse_grid(["lr=0.001,0.01", "n_layers=1,2"]) == {"lr": [0.001, 0.01], "n_layers": [1, 2]}
+    with pytest.raises(Exception, match="expected key=value1"):
+        parse_grid(["lr"])
+
+
+def test_selection_uses_validation_not_test():
+    cells = [
+        {"index": 0, "settings": {"a": 1}, "valid": {"recall@20": 0.30}, "test": {"recall@20": 0.90}},
+        {"index": 1, "settings": {"a": 2}, "valid": {"recall@20": 0.50}, "test": {"recall@20": 0.10}},
+    ]
+    assert select_best(cells, "recall@20")["settings"] == {"a": 2}
+
+
+class FakeTrainer:
+    """Writes planted metrics instead of training; can be told to 'crash' at call N."""
+
+    def __init__(self, crash_at=None):
+        self.calls, self.crash_at = [], crash_at
+
+    def __call__(self, config, out=None, resume=None, progress=True):
+        self.calls.append((config.model_params.get("n_layers"), config.reg_weight, config.seed))
+        if self.crash_at is not None and len(self.calls) == self.crash_at:
+            raise KeyboardInterrupt
+        layers, reg = config.model_params["n_layers"], config.reg_weight
+        # n_layers=3 is best on TEST but worst on validation; reg 0.001 wins on validation
+        valid = 0.1 * layers + (0.05 if reg == 0.001 else 0) if layers != 3 else 0.01
+        test = 0.99 if layers == 3 else valid
+        metrics = {"valid": {"recall@20": valid}, "test": {"recall@20": test + config.seed * 1e-6}}
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps(metrics))
+
+        class Result:
+            pass
+
+        result = Result()
+        result.metrics = metrics
+        return result
+
+
+def test_sweep_picks_on_validation_reruns_seeds_and_resumes(tmp_path):
+    base = {"dataset": "tiny", "model": "lightgcn", "seed": 7}
+    grid = {"n_layers": [1, 2, 3], "reg_weight": [0.0001, 0.001]}
+    crashing = FakeTrainer(crash_at=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(base, grid, seeds=2, out=tmp_path, train_fn=crashing, progress=False, report=False)
+    assert json.loads((tmp_path / "sweep.json").read_text())["cells"].__len__() == 3
+
+    resumed = FakeTrainer()
+    summary = run_sweep(base, grid, seeds=2, out=tmp_path, train_fn=resumed, progress=False, report=False)
+    # only the 3 unfinished cells and the one extra seed are trained on resume
+    # (the 4th cell, n_layers=2 reg=0.001, was interrupted; seed 7 of the winner is that cell)
+    assert resumed.calls == [(2, 0.001, 7), (3, 0.0001, 7), (3, 0.001, 7), (2, 0.001, 8)]
+    assert summary["selected"]["settings"] == {"n_layers": 2, "reg_weight": 0.001}
+    assert [r["seed"] for r in summary["seed_runs"]] == [7, 8]
+    assert summary["test_mean_std"]["recall@20"][0] == pytest.approx(0.25 + 7.5e-6)
+
+
+def test_real_sweep_on_tiny(tiny_dir, tmp_path):
+    base = {"dataset": "tiny", "data_dir": str(tiny_dir), "model": "lightgcn", "epochs": 3, "embedding_dim": 8}
+    summary = run_sweep(base, {"n_layers": [1, 2], "lr": [0.001, 0.01]}, seeds=2, out=tmp_path, progress=False)
+    assert len(summary["cells"]) == 4 and len(summary["seed_runs"]) == 2
+    best = max(summary["cells"], key=lambda c: c["valid"]["recall@20"])
+    assert summary["selected"]["settings"] == best["settings"]
+    assert (tmp_path / "report.md").is_file()
