@@ -1,0 +1,1 @@
+"""Reports: tables and run comparison pages with plots."""
