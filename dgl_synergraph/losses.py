@@ -47,3 +47,20 @@ def circle_loss(
     if negative_mask is not None:
         logit_n = logit_n.masked_fill(~negative_mask, float("-inf"))
     return F.softplus(torch.logsumexp(logit_n, dim=1) + logit_p).mean()
+
+
+def anchor_info_nce(anchor: torch.Tensor, views: list[torch.Tensor], temperature: float,
+                    multi_positive: bool = False) -> torch.Tensor:
+    """Bind every view to a STOP-GRADIENT anchor (SIGER's anchor-based InfoNCE).
+
+    Default: sum over views of InfoNCE(sg(anchor), view). ``multi_positive``: one softmax per
+    anchor row over all views' rows, with that row of every view as positives.
+    """
+    anchor = anchor.detach()
+    if not multi_positive:
+        return sum(info_nce(anchor, view, temperature) for view in views)
+    a = F.normalize(anchor, dim=1)
+    logits = torch.cat([a @ F.normalize(v, dim=1).t() for v in views], dim=1) / temperature  # [B, M*B]
+    batch = len(a)
+    positives = torch.stack([logits[torch.arange(batch), m * batch + torch.arange(batch)] for m in range(len(views))], 1)
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(positives, dim=1)).mean()

@@ -60,6 +60,7 @@ def knn_graph(
     self_loop: bool = True,
     chunk_rows: int = 2048,
     device: torch.device | str = "cpu",
+    normalise: bool = True,
 ) -> ItemGraph:
     """Cosine top-K graph over item features, computed ``chunk_rows`` rows at a time.
 
@@ -90,8 +91,14 @@ def knn_graph(
     dst = torch.arange(n, device=x.device).repeat_interleave(k_eff)
     src = torch.cat(columns).flatten()
     raw = top_values.flatten().clamp(min=0) if weighting == "similarity" else torch.ones_like(top_values.flatten())
-    weight = row_symmetric_normalise(dst, src, raw, n)
+    weight = row_symmetric_normalise(dst, src, raw, n) if normalise else raw
     return ItemGraph(src.cpu(), dst.cpu(), weight.cpu(), n)
+
+
+def normalise_graph(graph: ItemGraph) -> ItemGraph:
+    """The row-sum symmetric normalisation of an unnormalised graph."""
+    return ItemGraph(graph.src, graph.dst, row_symmetric_normalise(graph.dst, graph.src, graph.weight, graph.n_items),
+                     graph.n_items)
 
 
 def merge_graphs(parts: list[tuple[float, ItemGraph]]) -> ItemGraph:
@@ -146,7 +153,7 @@ def cached(kind: str, key: str, build) -> ItemGraph:
 
 
 def cached_knn_graph(features: np.ndarray, k: int, weighting: Weighting = "similarity", self_loop: bool = True,
-                     device: torch.device | str = "cpu") -> ItemGraph:
+                     device: torch.device | str = "cpu", normalise: bool = True) -> ItemGraph:
     """:func:`knn_graph` through the on-disk cache keyed by feature content and parameters."""
-    key = content_key(features, k=k, weighting=weighting, self_loop=self_loop, norm="row-sym")
-    return cached("knn", key, lambda: knn_graph(features, k, weighting, self_loop, device=device))
+    key = content_key(features, k=k, weighting=weighting, self_loop=self_loop, norm="row-sym" if normalise else "none")
+    return cached("knn", key, lambda: knn_graph(features, k, weighting, self_loop, device=device, normalise=normalise))

@@ -22,7 +22,10 @@ from dgl_synergraph.models.lightgcn import LightGCN
 from dgl_synergraph.models.freedom import FREEDOM, MIXED_RELATION
 from dgl_synergraph.models.mgcn import MGCN, knn_relation
 from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.models.siger import SIGER, semantic_relation
 from dgl_synergraph.models.synergraph import CIRCLE_PLACEMENTS, SynerGraph
+from dgl_synergraph.graphs.cooccurrence import cached_cooccurrence_graph
+from dgl_synergraph.graphs.knn import normalise_graph
 from dgl_synergraph.graphs.hetero import build_heterograph
 from dgl_synergraph.graphs.knn import cached_knn_graph, merge_graphs
 
@@ -53,11 +56,12 @@ class ModelContext:
         d = self.dataset
         return build_heterograph(d.n_users, d.n_items, d.train, {k: g.as_relation() for k, g in graphs.items()})
 
-    def knn_graphs(self, modalities: list[str], k: int, weighting: str, self_loop: bool) -> dict:
+    def knn_graphs(self, modalities: list[str], k: int, weighting: str, self_loop: bool,
+                   normalise: bool = True) -> dict:
         require(k > 0, f"knn_k: must be positive, got {k}")
         require(weighting in ("similarity", "binary"), f"knn_weighting: expected similarity or binary, got {weighting!r}")
-        return {m: cached_knn_graph(self.dataset.features[m], k, weighting, self_loop, device=self.device)
-                for m in modalities}
+        return {m: cached_knn_graph(self.dataset.features[m], k, weighting, self_loop, device=self.device,
+                                    normalise=normalise) for m in modalities}
 
 
 def require(condition: bool, message: str) -> None:
@@ -154,6 +158,36 @@ def _build_freedom(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 1
                    n_mm_layers, dropout, finetune_features)
 
 
+def _build_siger(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10, knn_weighting: str = "similarity",
+                 cooc_k: int = 10, cooc_cosine: bool = True, beta: float = 0.5, infusion: str = "mix",
+                 n_ui_layers: int = 2, n_sem_layers: int = 1, eps: float = 0.1, perturb_layers: str = "all",
+                 perturb_inverse: bool = False, cl_weight: float = 0.01, cl_temperature: float = 0.2,
+                 anchor_weight: float = 0.01, anchor_temperature: float = 0.2, anchor_multi_positive: bool = False,
+                 align_weight: float = 0.01, align_temperature: float = 0.2) -> Recommender:
+    _check_layers(n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers)
+    require(0 <= beta <= 1, f"beta: must be in [0, 1], got {beta}")
+    require(infusion in ("mix", "add_then_normalise"), f"infusion: expected mix or add_then_normalise, got {infusion!r}")
+    require(perturb_layers in ("all", "last"), f"perturb_layers: expected all or last, got {perturb_layers!r}")
+    require(eps >= 0, "eps: must be >= 0")
+    for name, value in (("cl_temperature", cl_temperature), ("anchor_temperature", anchor_temperature),
+                        ("align_temperature", align_temperature)):
+        require(value > 0, f"{name}: must be > 0")
+    require(cooc_k > 0, f"cooc_k: must be positive, got {cooc_k}")
+    names = ctx.modalities(modalities)
+    d = ctx.dataset
+    normalised = infusion == "mix"  # mix: (1 - beta) S^m + beta S^c of normalised graphs
+    semantic = ctx.knn_graphs(names, knn_k, knn_weighting, True, normalise=normalised)
+    collaborative = cached_cooccurrence_graph(d.train, d.n_users, d.n_items, cooc_k, cooc_cosine, normalise=normalised)
+    graphs = {}
+    for m in names:
+        mixed = merge_graphs([(1 - beta, semantic[m]), (beta, collaborative)]) if beta > 0 else semantic[m]
+        graphs[semantic_relation(m)] = mixed if normalised else normalise_graph(mixed)
+    graph = ctx.with_item_relations(graphs)
+    return SIGER(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_sem_layers, eps,
+                 perturb_layers, perturb_inverse, cl_weight, cl_temperature, anchor_weight, anchor_temperature,
+                 anchor_multi_positive, align_weight, align_temperature)
+
+
 MODELS: dict[str, ModelEntry] = {
     entry.name: entry
     for entry in [
@@ -166,6 +200,7 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry("synergraph", _build_synergraph, "SynerGraph: MGCN-style views, top-K graphs, purifier circle loss",
                    run_defaults={"lr_decay": 0.96},
                    dataset_defaults={"baby": {"knn_k": 35}, "sports": {"knn_k": 30}, "clothing": {"knn_k": 30}}),
+        ModelEntry("siger", _build_siger, "SIGER: collaborative-infused semantic graphs, perturbation CL, dual alignment"),
     ]
 }
 

@@ -67,3 +67,17 @@ class BehaviorAwareFuser(nn.Module):
         for index, m in enumerate(self.modalities):
             side = side + torch.sigmoid(self.preference[m](behaviour)) * (stacked[:, index] - common)
         return side / (len(self.modalities) + 1)
+
+
+def modulus_perturbation(z: torch.Tensor, eps: float, inverse: bool = False) -> torch.Tensor:
+    """z + noise whose norm is eps * ||z|| per row (SIGER's modulus-based perturbation).
+
+    The direction is sign(z) * u / ||sign(z) * u|| with u ~ U(0, 1)^d (SimGCL-style), so the
+    noise stays in z's orthant. ``inverse``: noise norm eps * mean_norm instead (intensity
+    inversely proportional to the modulus; every row gets the same absolute noise).
+    """
+    direction = torch.sign(z) * torch.rand_like(z)
+    direction = direction / direction.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    norms = z.norm(dim=1, keepdim=True)
+    scale = eps * norms.mean() if inverse else eps * norms
+    return z + scale.detach() * direction

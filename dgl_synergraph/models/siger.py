@@ -1,0 +1,125 @@
+"""SIGER ("Semantic Item Graph Enhancement for Multimodal Recommendation", arXiv 2508.06154),
+reconstructed as MODELS.md section 2.4 says:
+
+- behaviour encoder: LightGCN over ID embeddings -> b_u, b_i;
+- one semantic encoder per modality: projected raw features propagated over that modality's
+  kNN graph INFUSED with the collaborative co-occurrence graph ((1 - beta) S^m + beta S^c, built
+  in the registry), users as the normalised sum of their items -> s^m;
+- fusion s = mean_m s^m, final e = b + s, scored by dot product;
+- modulus-based perturbation (noise norm eps * ||z||) gives two views of the fused semantic
+  representation for an in-batch InfoNCE (scoring never perturbs);
+- dual alignment: anchor-based InfoNCE binding each modality to the stop-gradient behaviour
+  anchor, then a standard InfoNCE between behaviour and fused semantics.
+"""
+
+from __future__ import annotations
+
+import dgl
+import torch
+from torch import nn
+
+from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
+from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.nn.multimodal import ModalityProjection, modulus_perturbation
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+
+
+def semantic_relation(modality: str) -> str:
+    return f"semantic_{modality}"
+
+
+class SIGER(Recommender):
+    def __init__(
+        self,
+        graph: dgl.DGLGraph,
+        features: dict[str, torch.Tensor],
+        embedding_dim: int,
+        reg_weight: float,
+        n_ui_layers: int = 2,
+        n_sem_layers: int = 1,
+        eps: float = 0.1,
+        perturb_layers: str = "all",
+        perturb_inverse: bool = False,
+        cl_weight: float = 0.01,
+        cl_temperature: float = 0.2,
+        anchor_weight: float = 0.01,
+        anchor_temperature: float = 0.2,
+        anchor_multi_positive: bool = False,
+        align_weight: float = 0.01,
+        align_temperature: float = 0.2,
+    ):
+        super().__init__()
+        if perturb_layers not in ("all", "last"):
+            raise ValueError("perturb_layers must be 'all' or 'last'")
+        self.modalities = sorted(features)
+        n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
+        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
+        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False)
+                                          for m in self.modalities})
+        self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
+        # one propagation step each; layers are looped here so noise can be added between them
+        self.sem_steps = nn.ModuleDict({m: ItemGraphEncoder(graph, semantic_relation(m), 1) for m in self.modalities})
+        self.n_sem_layers = n_sem_layers
+        self.reg_weight = reg_weight
+        self.eps, self.perturb_layers, self.perturb_inverse = eps, perturb_layers, perturb_inverse
+        self.cl_weight, self.cl_temperature = cl_weight, cl_temperature
+        self.anchor_weight, self.anchor_temperature = anchor_weight, anchor_temperature
+        self.anchor_multi_positive = anchor_multi_positive
+        self.align_weight, self.align_temperature = align_weight, align_temperature
+
+    def _perturb(self, z: torch.Tensor) -> torch.Tensor:
+        return modulus_perturbation(z, self.eps, self.perturb_inverse)
+
+    def semantic(self, perturb: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-modality semantic item and user representations (optionally perturbed)."""
+        items, users = {}, {}
+        for m in self.modalities:
+            h = self.projections[m]()
+            for layer in range(self.n_sem_layers):
+                h = self.sem_steps[m](h)
+                if perturb and (self.perturb_layers == "all" or layer == self.n_sem_layers - 1):
+                    h = self._perturb(h)
+            if perturb and self.n_sem_layers == 0:
+                h = self._perturb(h)
+            items[m] = h
+            users[m] = self.ui_encoder.items_to_users(h)
+        return items, users
+
+    @staticmethod
+    def _fuse(views: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(views.values())).mean(0)
+
+    def embeddings(self):
+        b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        s_item, s_user = self.semantic()
+        return b_user + self._fuse(s_user), b_item + self._fuse(s_item)
+
+    def loss(self, users, pos_items, neg_items):
+        b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        s_item, s_user = self.semantic()
+        fused_user, fused_item = self._fuse(s_user), self._fuse(s_item)
+        e_user, e_item = b_user + fused_user, b_item + fused_item
+        u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
+        terms = {
+            "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
+            "reg": self.reg_weight * l2_penalty(self.user_embedding[users], self.item_embedding[pos_items],
+                                                self.item_embedding[neg_items]),
+        }
+        if self.cl_weight > 0:
+            (i1, u1), (i2, u2) = self.semantic(perturb=True), self.semantic(perturb=True)
+            terms["perturb_cl"] = self.cl_weight * (
+                info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature)
+                + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature))
+        if self.anchor_weight > 0:
+            terms["anchor"] = self.anchor_weight * (
+                anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
+                                self.anchor_multi_positive)
+                + anchor_info_nce(b_item[pos_items], [s_item[m][pos_items] for m in self.modalities],
+                                  self.anchor_temperature, self.anchor_multi_positive))
+        if self.align_weight > 0:
+            terms["align"] = self.align_weight * (
+                info_nce(b_user[users], fused_user[users], self.align_temperature)
+                + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature))
+        return terms
