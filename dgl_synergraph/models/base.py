@@ -8,6 +8,11 @@ import torch
 from torch import nn
 
 
+def xavier_table(rows: int, dim: int) -> nn.Parameter:
+    """An ID embedding table with Xavier-uniform initialisation (MMRec's default)."""
+    return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
+
+
 class Recommender(nn.Module):
     """A model scores users against all items through a (user, item) embedding pair.
 

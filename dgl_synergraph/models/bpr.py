@@ -6,14 +6,14 @@ import torch
 from torch import nn
 
 from dgl_synergraph.losses import bpr_loss, l2_penalty
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, xavier_table
 
 
 class BPRMF(Recommender):
     def __init__(self, n_users: int, n_items: int, embedding_dim: int, reg_weight: float):
         super().__init__()
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.user_embedding = xavier_table(n_users, embedding_dim)
+        self.item_embedding = xavier_table(n_items, embedding_dim)
         self.reg_weight = reg_weight
 
     def embeddings(self):

@@ -11,7 +11,7 @@ from torch import nn
 
 from dgl_synergraph.graphs.hetero import ITEM, USER, build_heterograph, degree_norm
 from dgl_synergraph.losses import bpr_loss
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -34,8 +34,8 @@ class FREEDOM(Recommender):
         super().__init__()
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.n_users, self.n_items, self.n_ui_layers = n_users, n_items, n_ui_layers
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.user_embedding = xavier_table(n_users, embedding_dim)
+        self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict({m: ModalityProjection(f, embedding_dim, finetune_features)
                                           for m, f in sorted(features.items())})
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)

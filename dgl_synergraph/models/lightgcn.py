@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dgl_synergraph.losses import bpr_loss, l2_penalty
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, xavier_table
 from dgl_synergraph.nn.propagation import LightGCNEncoder
 
 
@@ -15,8 +15,8 @@ class LightGCN(Recommender):
     def __init__(self, graph: dgl.DGLGraph, embedding_dim: int, n_layers: int, reg_weight: float):
         super().__init__()
         n_users, n_items = graph.num_nodes("user"), graph.num_nodes("item")
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.user_embedding = xavier_table(n_users, embedding_dim)
+        self.item_embedding = xavier_table(n_items, embedding_dim)
         self.encoder = LightGCNEncoder(graph, n_layers)
         self.reg_weight = reg_weight
 

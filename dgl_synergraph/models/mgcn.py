@@ -14,7 +14,7 @@ from torch import nn
 
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, xavier_table
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -57,8 +57,8 @@ class MGCN(Recommender):
             raise ValueError("a multimodal model needs at least one modality")
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.user_embedding = xavier_table(n_users, embedding_dim)
+        self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict(
             {m: ModalityProjection(features[m], embedding_dim, finetune_features) for m in self.modalities})
         self.purifiers = nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities}) if purifier else None

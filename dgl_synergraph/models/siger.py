@@ -20,7 +20,7 @@ from torch import nn
 
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -54,8 +54,8 @@ class SIGER(Recommender):
             raise ValueError("perturb_layers must be 'all' or 'last'")
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
-        self.user_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_users, embedding_dim)))
-        self.item_embedding = nn.Parameter(nn.init.xavier_uniform_(torch.empty(n_items, embedding_dim)))
+        self.user_embedding = xavier_table(n_users, embedding_dim)
+        self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False)
                                           for m in self.modalities})
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
@@ -72,11 +72,16 @@ class SIGER(Recommender):
     def _perturb(self, z: torch.Tensor) -> torch.Tensor:
         return modulus_perturbation(z, self.eps, self.perturb_inverse)
 
-    def semantic(self, perturb: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def project(self) -> dict[str, torch.Tensor]:
+        """Projected raw features per modality (shared by the clean and perturbed passes)."""
+        return {m: self.projections[m]() for m in self.modalities}
+
+    def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Per-modality semantic item and user representations (optionally perturbed)."""
         items, users = {}, {}
         for m in self.modalities:
-            h = self.projections[m]()
+            h = projected[m]
             for layer in range(self.n_sem_layers):
                 h = self.sem_steps[m](h)
                 if perturb and (self.perturb_layers == "all" or layer == self.n_sem_layers - 1):
@@ -93,12 +98,13 @@ class SIGER(Recommender):
 
     def embeddings(self):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
-        s_item, s_user = self.semantic()
+        s_item, s_user = self.semantic(self.project())
         return b_user + self._fuse(s_user), b_item + self._fuse(s_item)
 
     def loss(self, users, pos_items, neg_items):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
-        s_item, s_user = self.semantic()
+        projected = self.project()
+        s_item, s_user = self.semantic(projected)
         fused_user, fused_item = self._fuse(s_user), self._fuse(s_item)
         e_user, e_item = b_user + fused_user, b_item + fused_item
         u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
@@ -108,7 +114,7 @@ class SIGER(Recommender):
                                                 self.item_embedding[neg_items]),
         }
         if self.cl_weight > 0:
-            (i1, u1), (i2, u2) = self.semantic(perturb=True), self.semantic(perturb=True)
+            (i1, u1), (i2, u2) = self.semantic(projected, perturb=True), self.semantic(projected, perturb=True)
             terms["perturb_cl"] = self.cl_weight * (
                 info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature)
                 + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature))
