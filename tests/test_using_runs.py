@@ -82,10 +82,16 @@ def test_report_groups_seeds_and_writes_plots(tiny_dir, tiny, tmp_path):
         train(config, out=tmp_path / "runs" / f"lgcn-{seed}", dataset=tiny, progress=False)
     config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "model": "mostpop"})
     train(config, out=tmp_path / "runs" / "pop", dataset=tiny, progress=False)
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "model": "bpr", "epochs": 2, "embedding_dim": 8})
+    train(config, out=tmp_path / "runs" / "bpr", dataset=tiny, progress=False)
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "epochs": 2, "embedding_dim": 8, "n_layers": 1})
+    train(config, out=tmp_path / "runs" / "lgcn-1layer", dataset=tiny, progress=False)
     result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r" / "report.md")])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "report.md").read_text()
-    assert "| tiny    | lightgcn | defaults        | 1,2   |" in page
+    assert "| tiny    | lightgcn | n_layers=3      | 1,2   |" in page  # varies among lightgcn runs
+    assert "| tiny    | lightgcn | n_layers=1      | 999   |" in page  # differs from the default
+    assert "| tiny    | bpr      | defaults        | 999   |" in page
     assert " ± " in page and "![training curves](report_curves.png)" in page
     for png in ("report_curves.png", "report_recall20.png"):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"

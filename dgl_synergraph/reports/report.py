@@ -66,11 +66,19 @@ def find_runs(paths: list[str | Path]) -> list[RunRecord]:
 
 
 def _short_params(record: RunRecord, all_records: list[RunRecord]) -> str:
-    """Hyperparameters that vary among runs of the same model (what a reader needs to tell them apart)."""
-    same_model = [r for r in all_records if r.config["model"] == record.config["model"]]
+    """Hyperparameters that differ from the model's defaults for that dataset, or that vary among
+    runs of the same model: what a reader needs to tell configurations apart."""
+    from dgl_synergraph.models.registry import MODELS
+
+    model, dataset = record.config["model"], record.config["dataset"]
+    entry = MODELS.get(model)
+    defaults = {**entry.defaults, **entry.dataset_defaults.get(dataset, {})} if entry else {}
+    same_model = [r for r in all_records if r.config["model"] == model]
     params = record.config.get("model_params", {})
-    varying = [k for k in params if len({json.dumps(r.config.get("model_params", {}).get(k)) for r in same_model}) > 1]
-    return ", ".join(f"{k}={params[k]}" for k in varying) or "defaults"
+    shown = [k for k in params
+             if k not in defaults or params[k] != defaults[k]
+             or len({json.dumps(r.config.get("model_params", {}).get(k)) for r in same_model}) > 1]
+    return ", ".join(f"{k}={params[k]}" for k in shown) or "defaults"
 
 
 def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
