@@ -2,10 +2,8 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from dgl_synergraph.config import build_config
 from dgl_synergraph.errors import ConfigError

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
 
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, xavier_table

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dgl
-import torch
-from torch import nn
 
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, xavier_table
