@@ -136,6 +136,11 @@ def test_multimodal_models_learn_on_tiny(tiny_dir, tiny, tmp_path, cache, model)
     mostpop_valid = split_evaluator(tiny, "valid", [20], 4096, "cpu").evaluate(popular)["recall@20"]
     assert run.metrics["valid"]["recall@20"] > mostpop_valid + 0.05
     if model == "synergraph":
+        # frozen feature tables are rebuilt from the data, not stored in checkpoints
+        saved = torch.load(tmp_path / model / "checkpoint.pt", weights_only=False)
+        assert not any(key.endswith(".features") for key in saved["best_model_state"])
+        from dgl_synergraph.api import load_run
+        assert len(load_run(tmp_path / model).recommend([0], k=5, ids="internal")[0].items) == 5
         row = run.history[-1]
         assert {"gate_image_mean", "gate_text_std", "circle_s_p", "circle_s_n"} <= set(row)
         assert 0 < row["gate_image_mean"] < 1

@@ -150,7 +150,7 @@ def load_features(path: Path, n_items: int) -> np.ndarray:
             f"{path}: has {array.shape[0]} rows but the interactions name {n_items} items "
             f"(row i must belong to item id i)"
         )
-    out = np.asarray(array, dtype=np.float32)
+    out = np.array(array, dtype=np.float32)  # an in-memory, writable copy (the file is memory-mapped)
     finite = np.isfinite(out)
     if not finite.all():
         row = int(np.argwhere(~finite)[0, 0])

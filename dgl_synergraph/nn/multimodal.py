@@ -20,7 +20,8 @@ class ModalityProjection(nn.Module):
         if finetune:
             self.features = nn.Parameter(features)
         else:
-            self.register_buffer("features", features)
+            # Not saved in checkpoints: it is rebuilt from the (checksum-verified) dataset.
+            self.register_buffer("features", features, persistent=False)
         self.linear = nn.Linear(features.shape[1], out_dim)
 
     def forward(self) -> torch.Tensor:

@@ -100,6 +100,13 @@ def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[s
         raise RunError(f"{path}: cannot read checkpoint ({type(err).__name__})") from None
 
 
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a saved state; entries the model no longer stores (e.g. frozen feature tables, which
+    older checkpoints kept) are ignored, but every entry the model needs must be there."""
+    expected = model.state_dict().keys()
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)
+
+
 @dataclass
 class LoadedRun:
     run_dir: Path
@@ -128,7 +135,7 @@ def load_run(run_dir: str | Path, device: str = "auto", data_dir: str | Path | N
     resolved = resolve_device(device)
     checkpoint = load_checkpoint(run_dir, resolved)
     model = build_for_dataset(config, dataset, resolved)
-    model.load_state_dict(checkpoint["best_model_state"])
+    load_model_state(model, checkpoint["best_model_state"])
     model.eval()
     metrics_path = run_dir / METRICS_FILE
     metrics = read_json(metrics_path, "metrics") if metrics_path.is_file() else None

@@ -28,6 +28,7 @@ from dgl_synergraph.training.runs import (
     build_for_dataset,
     default_run_dir,
     load_checkpoint,
+    load_model_state,
     read_json,
     save_checkpoint,
     write_config,
@@ -148,7 +149,7 @@ def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.dev
             optimizer, lambda epoch: config.lr_decay ** (epoch / config.lr_decay_step))
     if resuming:
         checkpoint = load_checkpoint(run_dir, device)
-        model.load_state_dict(checkpoint["model_state"])
+        load_model_state(model, checkpoint["model_state"])
         if optimizer is not None:
             optimizer.load_state_dict(checkpoint["optimizer_state"])
             scheduler.load_state_dict(checkpoint["scheduler_state"])
@@ -183,7 +184,7 @@ def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.dev
         state.best_model_state = _cpu_state(model)
     checkpoint_now()
 
-    model.load_state_dict(state.best_model_state)
+    load_model_state(model, state.best_model_state)
     model.eval()
     valid = valid_eval.evaluate(model.scorer())
     test = test_eval.evaluate(model.scorer())
