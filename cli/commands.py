@@ -208,8 +208,9 @@ _PREPROCESS_OPTIONS = [
                  help="Output dataset folder, e.g. data/baby (its name becomes the dataset name)."),
     click.option("--k-core", type=int, default=5, show_default=True, help="Minimum interactions per user and item."),
     click.option("--min-rating", type=float, help="Keep only interactions rated at least this."),
-    click.option("--split", type=click.Choice(["random", "temporal"]), default="random", show_default=True,
-                 help="Per-user 8:1:1: random (seeded, MMRec) or by time (latest = test)."),
+    click.option("--split", type=click.Choice(["random", "temporal", "leave-last-out"]), default="random",
+                 show_default=True, help="Per user: 8:1:1 random (seeded, MMRec) or 8:1:1 by time (latest = test), "
+                 "or leave-last-out (latest = test, the one before = valid)."),
     click.option("--seed", type=int, default=999, show_default=True),
     click.option("--overwrite", is_flag=True, help="Replace an existing output folder."),
     click.option("--quiet", is_flag=True),

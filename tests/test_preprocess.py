@@ -109,6 +109,14 @@ def test_temporal_split_puts_latest_interactions_in_test(tmp_path):
     inter = pl.read_csv(out / "t.inter", separator="\t")
     for _, group in inter.group_by("userID"):
         assert group.filter(pl.col("x_label") == 2)["timestamp"].min() >= group.filter(pl.col("x_label") == 0)["timestamp"].max()
+    loo = tmp_path / "loo"
+    assert run_cli("amazon", "--category", "Toys", "--raw-dir", tmp_path / "raw", "--out", loo, "--text-model",
+                   "none", "--image-dim", DIM, "--split", "leave-last-out", "--quiet").exit_code == 0
+    inter = pl.read_csv(loo / "loo.inter", separator="\t")
+    for _, group in inter.group_by("userID"):
+        latest = group.sort("timestamp", descending=True)
+        assert (group["x_label"] == 2).sum() == 1 and (group["x_label"] == 1).sum() == 1
+        assert latest["x_label"][0] == 2 and latest["timestamp"][1] >= group.filter(pl.col("x_label") == 0)["timestamp"].max()
 
 
 def test_generic_log_with_embeddings(tmp_path):

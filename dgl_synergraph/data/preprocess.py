@@ -28,7 +28,7 @@ from dgl_synergraph.utils import environment_versions, write_json
 
 log = logging.getLogger("synergraph")
 
-Split = Literal["random", "temporal"]
+Split = Literal["random", "temporal", "leave-last-out"]
 
 
 @dataclass
@@ -43,8 +43,8 @@ class PreprocessOptions:
     def check(self) -> None:
         if self.k_core < 1:
             raise ConfigError(f"--k-core: must be >= 1, got {self.k_core}")
-        if self.split not in ("random", "temporal"):
-            raise ConfigError(f"--split: expected random or temporal, got {self.split!r}")
+        if self.split not in ("random", "temporal", "leave-last-out"):
+            raise ConfigError(f"--split: expected random, temporal or leave-last-out, got {self.split!r}")
         if len(self.ratios) != 3 or any(r < 0 for r in self.ratios) or abs(sum(self.ratios) - 1) > 1e-6:
             raise ConfigError("split ratios must be three non-negative numbers summing to 1")
 
@@ -80,10 +80,11 @@ def k_core(frame: pl.DataFrame, k: int) -> tuple[pl.DataFrame, int]:
 def assign_split(frame: pl.DataFrame, options: PreprocessOptions) -> pl.DataFrame:
     """x_label per row: per user, the last ``ratios[2]`` (>= 1 when the user has >= 3
     interactions) go to test and the ``ratios[1]`` before them to valid, in random order (seeded)
-    or by timestamp (latest = test)."""
-    if options.split == "temporal":
+    or by timestamp (latest = test). ``leave-last-out``: by timestamp, the latest interaction is
+    the test item and the one before it the validation item."""
+    if options.split in ("temporal", "leave-last-out"):
         if "timestamp" not in frame.columns or frame["timestamp"].null_count() == frame.height:
-            raise ConfigError("--split temporal: the interactions have no timestamps")
+            raise ConfigError(f"--split {options.split}: the interactions have no timestamps")
         order = pl.col("timestamp").fill_null(0)
         frame = frame.with_columns(_key=order)
     else:
@@ -95,8 +96,11 @@ def assign_split(frame: pl.DataFrame, options: PreprocessOptions) -> pl.DataFram
         _n=pl.len().over("user"),
     )
     n = pl.col("_n")
-    n_test = pl.when(n >= 3).then(pl.max_horizontal((n * test_ratio).floor(), pl.lit(1 if test_ratio > 0 else 0))).otherwise(0)
-    n_valid = pl.when(n >= 3).then(pl.max_horizontal((n * valid_ratio).floor(), pl.lit(1 if valid_ratio > 0 else 0))).otherwise(0)
+    if options.split == "leave-last-out":
+        valid_ratio = test_ratio = 0.0  # exactly one each, below
+    one = 1 if options.split == "leave-last-out" else None
+    n_test = pl.when(n >= 3).then(pl.max_horizontal((n * test_ratio).floor(), pl.lit(one or (1 if test_ratio > 0 else 0)))).otherwise(0)
+    n_valid = pl.when(n >= 3).then(pl.max_horizontal((n * valid_ratio).floor(), pl.lit(one or (1 if valid_ratio > 0 else 0)))).otherwise(0)
     return frame.with_columns(
         x_label=pl.when(pl.col("_rank") < n_test).then(2)
         .when(pl.col("_rank") < n_test + n_valid).then(1).otherwise(0).cast(pl.Int64)
