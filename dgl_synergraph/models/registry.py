@@ -216,8 +216,14 @@ def resolve_model_params(name: str, given: dict[str, Any]) -> dict[str, Any]:
     defaults = get_model_entry(name).defaults
     unknown = sorted(set(given) - set(defaults))
     if unknown:
+        import difflib
+
+        from dgl_synergraph.config import RunConfig  # local: config imports this module
+
         known = ", ".join(sorted(defaults)) or "none"
-        raise ConfigError(f"model {name!r} has no setting {unknown[0]!r} (its settings: {known})")
+        close = difflib.get_close_matches(unknown[0], list(defaults) + list(RunConfig.model_fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"model {name!r} has no setting {unknown[0]!r} (its settings: {known}){hint}")
     resolved = dict(defaults)
     for key, value in given.items():
         resolved[key] = _coerce(name, key, value, defaults[key])
