@@ -42,3 +42,25 @@ def test_mostpop_on_baby_matches_independent_computation():
     assert test["recall@20"] == pytest.approx(0.0523, abs=5e-4)
     assert test["ndcg@20"] == pytest.approx(0.0219, abs=5e-4)
     assert valid["recall@20"] == pytest.approx(0.0475, abs=5e-4)
+
+
+def test_recommend_on_a_trained_baby_run(tmp_path):
+    from dgl_synergraph.api import load_run
+    from dgl_synergraph.config import build_config
+    from dgl_synergraph.training import train
+
+    folder = shared_dataset_dir("baby")
+    config = build_config({"dataset": "baby", "data_dir": str(folder.parent), "model": "bpr", "epochs": 1})
+    train(config, out=tmp_path / "bpr", progress=False)
+    run = load_run(tmp_path / "bpr")
+    users = list(range(0, run.dataset.n_users, 40))  # ~490 users
+    recs = run.recommend(users, k=20, ids="internal")
+    train_csr = run.dataset.csr("train")
+    evaluator = split_evaluator(run.dataset, "test", [20], 4096, "cpu")
+    top = evaluator.top_items(run.model.scorer(), torch.as_tensor(users))[:, :20].tolist()
+    for rec, expected in zip(recs, top):
+        assert len(set(rec.items)) == 20
+        assert not set(rec.items) & set(train_csr[rec.user].indices.tolist())
+        assert rec.items == expected
+    asins = run.recommend([0], k=3)[0].items  # raw ids: Baby ships i_id_mapping.csv
+    assert all(isinstance(a, str) and len(a) == 10 for a in asins)
