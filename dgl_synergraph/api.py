@@ -109,7 +109,8 @@ class TrainedRun:
                                self._seen if exclude_seen else None, top_length_for(k, self.dataset.n_items))
             top_items = top.indices[:, :k].cpu().numpy()
             top_scores = top.values[:, :k].cpu().numpy()
-        popular = np.argsort(-self.dataset.item_popularity(), kind="stable")[:k]
+        popularity = self.dataset.item_popularity()
+        popular = np.argsort(-popularity, kind="stable")[:k]
         row = 0
         for user, is_known in zip(users, known):
             if is_known:
@@ -117,8 +118,7 @@ class TrainedRun:
                                           [float(s) for s in top_scores[row]]))
                 row += 1
             else:
-                counts = self.dataset.item_popularity()[popular]
-                out.append(Recommendation(user, self.item_ids(popular, ids), [float(c) for c in counts], True))
+                out.append(Recommendation(user, self.item_ids(popular, ids), [float(c) for c in popularity[popular]], True))
         return out
 
     def export_all(self, path: str | Path, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True,

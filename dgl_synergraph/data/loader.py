@@ -55,8 +55,8 @@ def list_datasets(data_dir: str | Path | None = None) -> list[dict]:
             if sub.name in seen or not inter.is_file():
                 continue
             try:
-                counts = _read_interactions(inter).group_by("x_label").len().sort("x_label")
                 frame = _read_interactions(inter)
+                counts = frame.group_by("x_label").len().sort("x_label")
                 users = int(frame["userID"].max()) + 1
                 items = int(frame["itemID"].max()) + 1
             except DataError as err:
