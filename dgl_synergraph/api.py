@@ -50,6 +50,7 @@ class TrainedRun:
         self._seen = CSRTensor(self.dataset.csr("train"), self.device)
         self._raw_users = _lookup(self.dataset.raw_user_ids)
         self._raw_items = self.dataset.raw_item_ids
+        self._item_index = _lookup(self._raw_items)
 
     # ---- ids -------------------------------------------------------------------------------
     def _uses_raw(self, ids: IdKind, mapping) -> bool:
@@ -81,9 +82,8 @@ class TrainedRun:
         scores = self._score(torch.as_tensor(index, device=self.device)).cpu().numpy()
         if items is None:
             return scores
-        if self._raw_items is not None and ids != "internal":
-            lookup = _lookup(self._raw_items)
-            columns = [lookup.get(str(i), -1) for i in items]
+        if self._item_index is not None and ids != "internal":
+            columns = [self._item_index.get(str(i), -1) for i in items]
         else:
             columns = [_as_int(i) for i in items]
         bad = [item for item, col in zip(items, columns) if not 0 <= col < self.dataset.n_items]

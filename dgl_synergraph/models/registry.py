@@ -93,24 +93,30 @@ def _build_bpr(ctx: ModelContext) -> Recommender:
     return BPRMF(ctx.dataset.n_users, ctx.dataset.n_items, ctx.embedding_dim, ctx.reg_weight)
 
 
-def _build_lightgcn(ctx: ModelContext, *, n_layers: int = 3) -> Recommender:
-    require(n_layers >= 0, f"n_layers: must be >= 0, got {n_layers}")
-    return LightGCN(ctx.graph, ctx.embedding_dim, n_layers, ctx.reg_weight)
-
-
 def _check_layers(**layers: int) -> None:
     for name, value in layers.items():
         require(value >= 0, f"{name}: must be >= 0, got {value}")
+
+
+def _build_lightgcn(ctx: ModelContext, *, n_layers: int = 3) -> Recommender:
+    _check_layers(n_layers=n_layers)
+    return LightGCN(ctx.graph, ctx.embedding_dim, n_layers, ctx.reg_weight)
+
+
+def _mgcn_family_graph(ctx: ModelContext, modalities: str, knn_k: int, knn_weighting: str, knn_self_loop: bool,
+                       cl_temperature: float) -> tuple[list[str], dgl.DGLGraph]:
+    """Checks shared by MGCN and SynerGraph, and their heterograph with one kNN relation per modality."""
+    require(cl_temperature > 0, "cl_temperature: must be > 0")
+    names = ctx.modalities(modalities)
+    graphs = ctx.knn_graphs(names, knn_k, knn_weighting, knn_self_loop)
+    return names, ctx.with_item_relations({knn_relation(m): g for m, g in graphs.items()})
 
 
 def _build_mgcn(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10, knn_weighting: str = "similarity",
                 knn_self_loop: bool = True, n_ui_layers: int = 2, n_ii_layers: int = 1, cl_weight: float = 0.01,
                 cl_temperature: float = 0.2, purifier: bool = True, finetune_features: bool = True) -> Recommender:
     _check_layers(n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers)
-    require(cl_temperature > 0, "cl_temperature: must be > 0")
-    names = ctx.modalities(modalities)
-    graphs = ctx.knn_graphs(names, knn_k, knn_weighting, knn_self_loop)
-    graph = ctx.with_item_relations({knn_relation(m): g for m, g in graphs.items()})
+    names, graph = _mgcn_family_graph(ctx, modalities, knn_k, knn_weighting, knn_self_loop, cl_temperature)
     return MGCN(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_ii_layers, cl_weight,
                 cl_temperature, purifier, finetune_features)
 
@@ -126,10 +132,7 @@ def _build_synergraph(ctx: ModelContext, *, modalities: str = "all", knn_k: int 
     require(circle_weight >= 0, "circle_weight: must be >= 0 (0 switches the circle loss off)")
     require(0 <= circle_margin < 1, "circle_margin: must be in [0, 1)")
     require(circle_gamma > 0, "circle_gamma: must be > 0")
-    require(cl_temperature > 0, "cl_temperature: must be > 0")
-    names = ctx.modalities(modalities)
-    graphs = ctx.knn_graphs(names, knn_k, knn_weighting, knn_self_loop)
-    graph = ctx.with_item_relations({knn_relation(m): g for m, g in graphs.items()})
+    names, graph = _mgcn_family_graph(ctx, modalities, knn_k, knn_weighting, knn_self_loop, cl_temperature)
     return SynerGraph(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_ii_layers,
                       cl_weight, cl_temperature, purifier, finetune_features, circle_weight=circle_weight,
                       circle_on=circle_on, circle_margin=circle_margin, circle_gamma=circle_gamma,
