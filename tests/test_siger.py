@@ -6,6 +6,7 @@ import torch
 
 from dgl_synergraph.config import build_config
 from dgl_synergraph.data import Dataset
+from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.graphs.cooccurrence import cooccurrence_graph
 from dgl_synergraph.graphs.knn import cached_knn_graph
@@ -142,3 +143,17 @@ def test_siger_learns_on_tiny(tiny_dir, tiny, tmp_path, cache):
     popular = MostPop(tiny.n_users, torch.as_tensor(tiny.item_popularity())).scorer()
     mostpop_valid = split_evaluator(tiny, "valid", [20], 4096, "cpu").evaluate(popular)["recall@20"]
     assert run.metrics["valid"]["recall@20"] > mostpop_valid + 0.05
+
+
+def test_siger_semantic_input_switch(tiny, cache):
+    purified = _siger(tiny)  # default: item ID embeddings gated by the projected features
+    linear = _siger(tiny, semantic_input="linear")
+    assert any(name.startswith("purifiers.") for name, _ in purified.named_parameters())
+    assert not any(name.startswith("purifiers.") for name, _ in linear.named_parameters())
+    # the purified input carries gradient to the item ID table through the semantic branch
+    items = purified.project()[purified.modalities[0]]
+    items.sum().backward()
+    assert purified.item_embedding.grad is not None and purified.item_embedding.grad.abs().sum() > 0
+    assert set(purified.training_diagnostics()) == {f"gate_{m}_{s}" for m in purified.modalities for s in ("mean", "std")}
+    with pytest.raises(ConfigError, match="semantic_input"):
+        _siger(tiny, semantic_input="attention")

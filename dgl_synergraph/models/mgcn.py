@@ -15,7 +15,7 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import Recommender, xavier_table
-from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier
+from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
 
@@ -107,10 +107,4 @@ class MGCN(Recommender):
 
     def training_diagnostics(self) -> dict[str, float]:
         """Per-modality purifier gate mean/std of the last forward pass (collapse watch)."""
-        out = {}
-        for m in self.modalities:
-            gate = self.purifiers[m].last_gate if self.purifiers is not None else None
-            if gate is not None:
-                out[f"gate_{m}_mean"] = float(gate.mean())
-                out[f"gate_{m}_std"] = float(gate.std())
-        return out
+        return gate_diagnostics(self.purifiers)

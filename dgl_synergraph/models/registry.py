@@ -22,7 +22,7 @@ from dgl_synergraph.models.lightgcn import LightGCN
 from dgl_synergraph.models.freedom import FREEDOM, MIXED_RELATION
 from dgl_synergraph.models.mgcn import MGCN, knn_relation
 from dgl_synergraph.models.mostpop import MostPop
-from dgl_synergraph.models.siger import SIGER, semantic_relation
+from dgl_synergraph.models.siger import SEMANTIC_INPUTS, SIGER, semantic_relation
 from dgl_synergraph.models.synergraph import CIRCLE_PLACEMENTS, SynerGraph
 from dgl_synergraph.graphs.cooccurrence import cached_cooccurrence_graph
 from dgl_synergraph.graphs.knn import normalise_graph
@@ -166,7 +166,8 @@ def _build_siger(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10,
                  n_ui_layers: int = 2, n_sem_layers: int = 1, eps: float = 0.1, perturb_layers: str = "all",
                  perturb_inverse: bool = False, cl_weight: float = 0.01, cl_temperature: float = 0.2,
                  anchor_weight: float = 0.01, anchor_temperature: float = 0.2, anchor_multi_positive: bool = False,
-                 align_weight: float = 0.01, align_temperature: float = 0.2) -> Recommender:
+                 align_weight: float = 0.01, align_temperature: float = 0.2,
+                 semantic_input: str = "purified") -> Recommender:
     _check_layers(n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers)
     require(0 <= beta <= 1, f"beta: must be in [0, 1], got {beta}")
     require(infusion in ("mix", "add_then_normalise"), f"infusion: expected mix or add_then_normalise, got {infusion!r}")
@@ -176,6 +177,8 @@ def _build_siger(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10,
                         ("align_temperature", align_temperature)):
         require(value > 0, f"{name}: must be > 0")
     require(cooc_k > 0, f"cooc_k: must be positive, got {cooc_k}")
+    require(semantic_input in SEMANTIC_INPUTS,
+            f"semantic_input: expected one of {', '.join(SEMANTIC_INPUTS)}, got {semantic_input!r}")
     names = ctx.modalities(modalities)
     d = ctx.dataset
     normalised = infusion == "mix"  # mix: (1 - beta) S^m + beta S^c of normalised graphs
@@ -188,7 +191,7 @@ def _build_siger(ctx: ModelContext, *, modalities: str = "all", knn_k: int = 10,
     graph = ctx.with_item_relations(graphs)
     return SIGER(graph, ctx.features(names), ctx.embedding_dim, ctx.reg_weight, n_ui_layers, n_sem_layers, eps,
                  perturb_layers, perturb_inverse, cl_weight, cl_temperature, anchor_weight, anchor_temperature,
-                 anchor_multi_positive, align_weight, align_temperature)
+                 anchor_multi_positive, align_weight, align_temperature, semantic_input)
 
 
 MODELS: dict[str, ModelEntry] = {

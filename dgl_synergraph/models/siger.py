@@ -2,7 +2,9 @@
 reconstructed as MODELS.md section 2.4 says:
 
 - behaviour encoder: LightGCN over ID embeddings -> b_u, b_i;
-- one semantic encoder per modality: projected raw features propagated over that modality's
+- one semantic encoder per modality: projected raw features (``semantic_input="linear"``) or the
+  behaviour-gated purified ID embeddings (``"purified"``, MODELS.md 2.4e's alternative, the
+  default: see docs/results.md) propagated over that modality's
   kNN graph INFUSED with the collaborative co-occurrence graph ((1 - beta) S^m + beta S^c, built
   in the registry), users as the normalised sum of their items -> s^m;
 - fusion s = mean_m s^m, final e = b + s, scored by dot product;
@@ -21,8 +23,11 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import Recommender, xavier_table
-from dgl_synergraph.nn.multimodal import ModalityProjection, modulus_perturbation
+from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+
+
+SEMANTIC_INPUTS = ("purified", "linear")
 
 
 def semantic_relation(modality: str) -> str:
@@ -48,16 +53,22 @@ class SIGER(Recommender):
         anchor_multi_positive: bool = False,
         align_weight: float = 0.01,
         align_temperature: float = 0.2,
+        semantic_input: str = "purified",
     ):
         super().__init__()
         if perturb_layers not in ("all", "last"):
             raise ValueError("perturb_layers must be 'all' or 'last'")
+        if semantic_input not in SEMANTIC_INPUTS:
+            raise ValueError(f"semantic_input must be one of {SEMANTIC_INPUTS}")
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.user_embedding = xavier_table(n_users, embedding_dim)
         self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False)
                                           for m in self.modalities})
+        self.semantic_input = semantic_input
+        if semantic_input == "purified":
+            self.purifiers = nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities})
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
         # one propagation step each; layers are looped here so noise can be added between them
         self.sem_steps = nn.ModuleDict({m: ItemGraphEncoder(graph, semantic_relation(m), 1) for m in self.modalities})
@@ -69,12 +80,18 @@ class SIGER(Recommender):
         self.anchor_multi_positive = anchor_multi_positive
         self.align_weight, self.align_temperature = align_weight, align_temperature
 
+    def training_diagnostics(self) -> dict[str, float]:
+        return gate_diagnostics(getattr(self, "purifiers", None))
+
     def _perturb(self, z: torch.Tensor) -> torch.Tensor:
         return modulus_perturbation(z, self.eps, self.perturb_inverse)
 
     def project(self) -> dict[str, torch.Tensor]:
-        """Projected raw features per modality (shared by the clean and perturbed passes)."""
-        return {m: self.projections[m]() for m in self.modalities}
+        """Semantic encoder input per modality (shared by the clean and perturbed passes): the
+        projected raw features, or the item ID embeddings gated by them."""
+        if self.semantic_input == "linear":
+            return {m: self.projections[m]() for m in self.modalities}
+        return {m: self.purifiers[m](self.item_embedding, self.projections[m]()) for m in self.modalities}
 
     def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

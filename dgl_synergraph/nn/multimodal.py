@@ -46,6 +46,17 @@ class Purifier(nn.Module):
         return id_embedding * gate
 
 
+def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
+    """Per-modality gate mean/std of the last forward pass: near-0/1 gates (std ~0.5) or a
+    constant gate are MODELS.md's failure signatures, logged at every evaluation."""
+    out = {}
+    for m, purifier in (purifiers or {}).items():
+        if purifier.last_gate is not None:
+            out[f"gate_{m}_mean"] = float(purifier.last_gate.mean())
+            out[f"gate_{m}_std"] = float(purifier.last_gate.std())
+    return out
+
+
 class BehaviorAwareFuser(nn.Module):
     """Fuse modality views under the guidance of the behaviour (user-item) view.
 
