@@ -152,11 +152,12 @@ def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, 
 @click.option("--out", type=click.Path(dir_okay=False), default="report.md", show_default=True,
               help="Markdown page; the PNG plots are written next to it.")
 @click.option("--title", default="SynerGraph run report", show_default=True)
-def report(runs, out, title):
+@click.option("--vary", metavar="KEY", help="Also plot Recall@20 against this setting (e.g. knn_k, beta) across the runs.")
+def report(runs, out, title, vary):
     """Compare runs: metrics table (mean ± std over seeds), training curves, Markdown page."""
     from dgl_synergraph.reports.report import build_report
 
-    path = build_report(list(runs), out, title=title)
+    path = build_report(list(runs), out, title=title, vary=vary)
     click.echo(path.read_text().split("\n\n![")[0])
     click.echo(f"\nwrote {path} and its plots")
 

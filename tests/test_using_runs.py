@@ -13,6 +13,7 @@ from dgl_synergraph import load_run
 from dgl_synergraph.config import build_config
 from dgl_synergraph.errors import DataError
 from dgl_synergraph.evaluation import split_evaluator
+from dgl_synergraph.reports.report import find_runs, sensitivity_points
 from dgl_synergraph.training import train
 from dgl_synergraph.training.sweep import parse_grid, run_sweep, select_best
 
@@ -97,6 +98,19 @@ def test_report_groups_seeds_and_writes_plots(tiny_dir, tiny, tmp_path):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert bad.exit_code == 1 and "not a run directory" in bad.output
+
+    # --vary: Recall@20 against a hyperparameter, seeds averaged per value
+    lightgcn = [str(tmp_path / "runs" / name) for name in ("lgcn-1", "lgcn-2", "lgcn-1layer")]
+    result = CliRunner().invoke(app, ["report", *lightgcn, "--vary", "n_layers", "--out", str(tmp_path / "v" / "k.md")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "v" / "k_n_layers.png").read_bytes()[:4] == b"\x89PNG"
+    tests = [json.loads((tmp_path / "runs" / name / "metrics.json").read_text())["test"]["recall@20"]
+             for name in ("lgcn-1", "lgcn-2", "lgcn-1layer")]
+    points = sensitivity_points(find_runs(lightgcn), "n_layers")["lightgcn"]
+    assert [p[0] for p in points] == [1, 3] and [p[4] for p in points] == [1, 2]
+    assert points[0][2] == pytest.approx(tests[2]) and points[1][2] == pytest.approx((tests[0] + tests[1]) / 2)
+    bad = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--vary", "n_layers"])
+    assert bad.exit_code == 1 and "--vary n_layers" in bad.output and "has no setting" in bad.output
 
 
 def test_grid_parsing():

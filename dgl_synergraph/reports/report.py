@@ -155,6 +155,58 @@ def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def setting_value(record: RunRecord, key: str) -> Any:
+    """A run's value of ``key``: a model hyperparameter or a run setting."""
+    params = record.config.get("model_params", {})
+    if key in params:
+        return params[key]
+    if key in record.config:
+        return record.config[key]
+    raise RunError(f"--vary {key}: run {record.path} has no setting {key!r}")
+
+
+def sensitivity_points(records: list[RunRecord], key: str, metric: str = "recall@20") -> dict[str, list[tuple]]:
+    """Per model: sorted (value, valid mean, test mean, test std, n seeds) over the runs'
+    values of ``key``. Runs that share model and value are averaged (seeds)."""
+    by_model: dict[str, dict[float, list[RunRecord]]] = {}
+    for record in records:
+        value = setting_value(record, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise RunError(f"--vary {key}: value {value!r} of run {record.path} is not a number")
+        by_model.setdefault(record.config["model"], {}).setdefault(value, []).append(record)
+    out = {}
+    for model, groups in by_model.items():
+        rows = []
+        for value, members in sorted(groups.items()):
+            tests = [m.metrics["test"][metric] for m in members]
+            valids = [m.metrics["valid"][metric] for m in members]
+            rows.append((value, mean(valids), mean(tests), stdev(tests) if len(tests) > 1 else 0.0, len(tests)))
+        out[model] = rows
+    return out
+
+
+def plot_sensitivity(points: dict[str, list[tuple]], key: str, path: Path, metric: str = "recall@20") -> None:
+    """Test (solid, std bars) and validation (dashed) ``metric`` against the value of ``key``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for model, rows in points.items():
+        values = [r[0] for r in rows]
+        line = ax.errorbar(values, [r[2] for r in rows], yerr=[r[3] for r in rows], marker="o", capsize=3,
+                           label=f"{model} test")[0]
+        ax.plot(values, [r[1] for r in rows], linestyle="--", marker=".", color=line.get_color(),
+                label=f"{model} valid")
+    ax.set(xlabel=key, ylabel=metric.replace("recall", "Recall").replace("ndcg", "NDCG"),
+           title=f"{metric} against {key}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -162,9 +214,12 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGraph run report") -> Path:
-    """Write ``out`` (Markdown) plus ``<stem>_curves.png`` and ``<stem>_recall20.png`` beside it."""
+def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGraph run report",
+                 vary: str | None = None) -> Path:
+    """Write ``out`` (Markdown) plus ``<stem>_curves.png`` and ``<stem>_recall20.png`` beside it;
+    with ``vary``, also ``<stem>_<vary>.png``: Recall@20 against that setting."""
     records = find_runs(paths)
+    sensitivity = sensitivity_points(records, vary) if vary else None
     rows = group_rows(records)
     out = Path(out)
     curves = out.with_name(f"{out.stem}_curves.png")
@@ -186,7 +241,15 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
     for dataset, r in winner.items():
         lines.append(f"- **{dataset}**: best is {r['model']} ({r['params']}) with test Recall@20 "
                      f"{_pm(r['recall@20'], len(r['seeds']))} (compare the validation column before choosing).")
-    lines += ["", table, "", f"![test Recall@20]({bars.name})", "", f"![training curves]({curves.name})", "",
+    lines += ["", table, ""]
+    if sensitivity is not None:
+        plot_path = out.with_name(f"{out.stem}_{vary}.png")
+        plot_sensitivity(sensitivity, vary, plot_path)
+        lines += [text_table([vary, "model", "seeds", "valid R@20", "test R@20"],
+                             [[r[0], model, r[4], r[1], _pm((r[2], r[3]), r[4])]
+                              for model, rows in sensitivity.items() for r in rows], markdown=True),
+                  "", f"![Recall@20 against {vary}]({plot_path.name})", ""]
+    lines += [f"![test Recall@20]({bars.name})", "", f"![training curves]({curves.name})", "",
               "Runs:", ""] + [f"- `{record.path}`" for record in records] + [""]
     atomic_write(out, lambda tmp: tmp.write_text("\n".join(lines)))
     return out
