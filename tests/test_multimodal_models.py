@@ -82,6 +82,19 @@ def test_synergraph_ablation_switches_change_what_they_say(tiny, cache):
         assert float(model.loss(*_batch(tiny))["circle"]) > 0
 
 
+def test_synergraph_without_circle_loss_is_exactly_mgcn(tiny, cache):
+    # why the "w/o circle loss" ablation row is the MGCN row: same parameters, same losses
+    settings = dict(knn_k=5, cl_weight=0.01, finetune_features=False)
+    torch.manual_seed(3)
+    synergraph = _model(tiny, model="synergraph", circle_weight=0.0, **settings)
+    torch.manual_seed(3)
+    mgcn = _model(tiny, model="mgcn", **settings)
+    ours, theirs = dict(synergraph.named_parameters()), dict(mgcn.named_parameters())
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    a, b = synergraph.loss(*_batch(tiny)), mgcn.loss(*_batch(tiny))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_synergraph_defaults_per_dataset_and_validation():
     assert build_config({"model": "synergraph", "dataset": "baby"}).model_params["knn_k"] == 35
     assert build_config({"model": "synergraph", "dataset": "clothing"}).model_params["knn_k"] == 30
