@@ -40,6 +40,8 @@ def test_same_seed_same_run_and_resume_is_exact(tiny_dir, tiny, tmp_path):
     resumed = train(_config(tiny_dir, epochs=6), resume=tmp_path / "c", progress=False)
     assert resumed.metrics["test"] == straight.metrics["test"]
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())["config"]
+    assert saved["epochs"] == 6  # the raised limit is recorded, so the run's config reproduces it
 
     other_seed = train(_config(tiny_dir, epochs=6, seed=1), out=tmp_path / "d", dataset=tiny, progress=False)
     assert other_seed.metrics["test"] != straight.metrics["test"]

@@ -114,7 +114,8 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         saved = read_json(run_dir / CONFIG_FILE, "the run's configuration")["config"]
-        saved["epochs"] = max(saved["epochs"], config.epochs) if config is not None else saved["epochs"]
+        epochs_raised = config is not None and config.epochs > saved["epochs"]
+        saved["epochs"] = config.epochs if epochs_raised else saved["epochs"]
         config = RunConfig(**saved)
     else:
         run_dir = Path(out) if out is not None else default_run_dir(config)
@@ -132,6 +133,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
     handler = _attach_log_file(run_dir)
     try:
+        if resume is not None and epochs_raised:
+            write_config(run_dir, config, dataset)  # the recorded config says how far the run may go
         return _train(config, dataset, run_dir, device, resume is not None, progress)
     finally:
         log.removeHandler(handler)
