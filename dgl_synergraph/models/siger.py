@@ -66,9 +66,9 @@ class SIGER(Recommender):
         self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False)
                                           for m in self.modalities})
-        self.semantic_input = semantic_input
-        if semantic_input == "purified":
-            self.purifiers = nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities})
+        # None with the "linear" input: the projected features themselves enter the semantic branch
+        self.purifiers = (nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities})
+                          if semantic_input == "purified" else None)
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
         # one propagation step each; layers are looped here so noise can be added between them
         self.sem_steps = nn.ModuleDict({m: ItemGraphEncoder(graph, semantic_relation(m), 1) for m in self.modalities})
@@ -81,7 +81,7 @@ class SIGER(Recommender):
         self.align_weight, self.align_temperature = align_weight, align_temperature
 
     def training_diagnostics(self) -> dict[str, float]:
-        return gate_diagnostics(getattr(self, "purifiers", None))
+        return gate_diagnostics(self.purifiers)
 
     def _perturb(self, z: torch.Tensor) -> torch.Tensor:
         return modulus_perturbation(z, self.eps, self.perturb_inverse)
@@ -89,7 +89,7 @@ class SIGER(Recommender):
     def project(self) -> dict[str, torch.Tensor]:
         """Semantic encoder input per modality (shared by the clean and perturbed passes): the
         projected raw features, or the item ID embeddings gated by them."""
-        if self.semantic_input == "linear":
+        if self.purifiers is None:
             return {m: self.projections[m]() for m in self.modalities}
         return {m: self.purifiers[m](self.item_embedding, self.projections[m]()) for m in self.modalities}
 

@@ -106,13 +106,19 @@ def _pm(value: tuple[float, float], n: int) -> str:
     return f"{value[0]:.4f} ± {value[1]:.4f}" if n > 1 else f"{value[0]:.4f}"
 
 
-def plot_curves(records: list[RunRecord], path: Path) -> None:
-    """Training loss and validation Recall@20 per epoch, one line per run."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers or in CI)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_curves(records: list[RunRecord], path: Path) -> None:
+    """Training loss and validation Recall@20 per epoch, one line per run."""
+    plt = _pyplot()
     fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(12, 4.5))
     for record in records:
         epochs = [int(r["epoch"]) for r in record.history]
@@ -139,11 +145,7 @@ def plot_curves(records: list[RunRecord], path: Path) -> None:
 
 def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
     """Test Recall@20 per configuration (mean with std error bars over seeds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     labels = [f"{r['dataset']}: {r['model']}" + (f"\n{r['params']}" if r["params"] != "defaults" else "") for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
     ax.bar(range(len(rows)), [r["recall@20"][0] for r in rows], yerr=[r["recall@20"][1] for r in rows],
@@ -187,11 +189,7 @@ def sensitivity_points(records: list[RunRecord], key: str, metric: str = "recall
 
 def plot_sensitivity(points: dict[str, list[tuple]], key: str, path: Path, metric: str = "recall@20") -> None:
     """Test (solid, std bars) and validation (dashed) ``metric`` against the value of ``key``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for model, rows in points.items():
         values = [r[0] for r in rows]
@@ -208,7 +206,7 @@ def plot_sensitivity(points: dict[str, list[tuple]], key: str, path: Path, metri
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
