@@ -84,6 +84,11 @@ def test_item_graph_encoder_equals_dense_propagation():
     hetero = build_heterograph(2, 9, np.array([[0, 0], [1, 3]]), {"knn_image": graph.as_relation()})
     assert hetero.num_edges((ITEM, "knn_image", ITEM)) == 27
     encoder = ItemGraphEncoder(hetero, "knn_image", n_layers=2)
-    h = torch.randn(9, 5)
+    h = torch.randn(9, 5, requires_grad=True)
     a = graph.to_dense()
-    assert torch.allclose(encoder(h), a @ (a @ h), atol=1e-5)
+    assert not torch.allclose(a, a.t())  # top-k is not symmetric: the backward needs A^T
+    out = encoder(h)
+    assert torch.allclose(out, a @ (a @ h), atol=1e-5)
+    upstream = torch.randn(9, 5)
+    (grad,) = torch.autograd.grad(out, h, upstream)
+    assert torch.allclose(grad, a.t() @ (a.t() @ upstream), atol=1e-5)

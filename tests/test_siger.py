@@ -107,11 +107,7 @@ def _batch(tiny):
 def _relation_dense(model, m, n):
     step = model.sem_steps[m].step
     rel = ("item", f"semantic_{m}", "item")
-    g = step._graphs[rel]
-    src, dst = g.edges()
-    out = torch.zeros(n, n)
-    out.index_put_((dst, src), getattr(step, step.weighted[rel]), accumulate=True)
-    return out
+    return step.weighted[rel].matrix.to_dense()
 
 
 def test_siger_ablation_switches(tiny, cache):
