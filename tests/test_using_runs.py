@@ -1,6 +1,7 @@
 """Using trained runs: recommend (API + CLI), report, sweep selection and resume."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,7 +14,7 @@ from dgl_synergraph import load_run
 from dgl_synergraph.config import build_config
 from dgl_synergraph.errors import DataError
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.reports.report import find_runs, sensitivity_points
+from dgl_synergraph.reports.report import RunRecord, find_runs, group_rows, sensitivity_points
 from dgl_synergraph.training import train
 from dgl_synergraph.training.sweep import parse_grid, run_sweep, select_best
 
@@ -111,6 +112,17 @@ def test_report_groups_seeds_and_writes_plots(tiny_dir, tiny, tmp_path):
     assert points[0][2] == pytest.approx(tests[2]) and points[1][2] == pytest.approx((tests[0] + tests[1]) / 2)
     bad = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--vary", "n_layers"])
     assert bad.exit_code == 1 and "--vary n_layers" in bad.output and "has no setting" in bad.output
+
+
+def test_report_rows_list_best_epochs_in_seed_order():
+    # Paths sort seed1000 < seed1001 < seed999; the columns must follow the seeds, not the paths.
+    def record(seed, best_epoch, recall):
+        config = {"dataset": "baby", "model": "lightgcn", "model_params": {}, "seed": seed}
+        return RunRecord(Path(f"runs/cell/seed{seed}"), config, {"best_epoch": best_epoch, "test": {"recall@20": recall},
+                                                              "valid": {"recall@20": recall}}, [])
+    (row,) = group_rows([record(1000, 88, 0.2), record(1001, 90, 0.3), record(999, 63, 0.1)])
+    assert row["seeds"] == [999, 1000, 1001]
+    assert row["best_epochs"] == [63, 88, 90]
 
 
 def test_grid_parsing():

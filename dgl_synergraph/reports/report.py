@@ -87,9 +87,10 @@ def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         groups.setdefault(record.group_key, []).append(record)
     rows = []
     for members in groups.values():
+        members = sorted(members, key=lambda r: r.config["seed"])  # seeds and best epochs line up
         first = members[0]
         row = {"dataset": first.config["dataset"], "model": first.config["model"],
-               "params": _short_params(first, records), "seeds": sorted(r.config["seed"] for r in members),
+               "params": _short_params(first, records), "seeds": [r.config["seed"] for r in members],
                "runs": [str(r.path) for r in members],
                "best_epochs": [r.metrics.get("best_epoch") for r in members]}
         for metric in HEADLINE:
