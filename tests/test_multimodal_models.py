@@ -76,7 +76,7 @@ def test_synergraph_ablation_switches_change_what_they_say(tiny, cache):
     text_only = _model(tiny, model="synergraph", knn_k=5, modalities="text")
     assert list(text_only.projections) == ["text"] and list(text_only.ii_encoders) == ["text"]
     k3 = _model(tiny, model="synergraph", knn_k=3)
-    assert k3.ii_encoders["image"].step._graphs[("item", "knn_image", "item")].num_edges() == tiny.n_items * 3
+    assert k3.ii_encoders["image"].step.num_edges(("item", "knn_image", "item")) == tiny.n_items * 3
     for placement in ("purifier", "side_content", "both"):
         model = _model(tiny, model="synergraph", knn_k=5, circle_on=placement)
         assert float(model.loss(*_batch(tiny))["circle"]) > 0
@@ -117,10 +117,10 @@ def test_invalid_synergraph_settings_are_config_errors(tiny, cache, settings, me
 
 def test_freedom_prunes_edges_each_epoch_and_scores_on_the_full_graph(tiny, cache):
     model = _model(tiny, model="freedom", knn_k=5, dropout=0.5)
-    full_edges = model.ui_encoder.step._graphs[("user", "interacts", "item")].num_edges()
+    full_edges = model.ui_encoder.step.num_edges(("user", "interacts", "item"))
     torch.manual_seed(0)
     model.on_epoch_start()
-    pruned = model.train_encoder.step._graphs[("user", "interacts", "item")].num_edges()
+    pruned = model.train_encoder.step.num_edges(("user", "interacts", "item"))
     assert pruned == int(full_edges * 0.5)
     assert set(model.loss(*_batch(tiny))) == {"bpr", "modality_bpr"}
     u1, _ = model.embeddings()

@@ -4,8 +4,8 @@ from dgl_synergraph.nn.propagation import (
     HeteroPropagation,
     ItemGraphEncoder,
     LightGCNEncoder,
+    WeightedAdjacency,
     normalized_sum,
-    weighted_sum,
 )
 
-__all__ = ["HeteroPropagation", "ItemGraphEncoder", "LightGCNEncoder", "normalized_sum", "weighted_sum"]
+__all__ = ["HeteroPropagation", "ItemGraphEncoder", "LightGCNEncoder", "WeightedAdjacency", "normalized_sum"]

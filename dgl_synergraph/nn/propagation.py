@@ -5,9 +5,10 @@ Each relation src -> dst is propagated in the cheapest exact form:
   scaling around an unweighted ``copy_u`` + ``sum`` (measured ~6x faster than ``u_mul_e`` on
   a 2-core CPU, see ``benchmarks/propagation.py``);
 - weighted item-item relations (edge data ``w``, already normalised): a torch CSR product
-  with the transposed CSR kept for the backward pass. DGL 2.1's CPU ``u_mul_e_sum`` takes
-  ~22 ms forward+backward on a 7k-item, 140k-edge graph where this takes ~4 ms
-  (``benchmarks/propagation.py``); the edges and weights still come from the heterograph.
+  with the transposed CSR kept for the backward pass. On Baby's text kNN graph (7k items,
+  141k edges, 2 layers, forward+backward, one thread) this takes 6.3 ms where DGL 2.1's CPU
+  ``u_mul_e_sum`` takes 77.5 ms (``benchmarks/propagation.py``); the edges and weights still
+  come from the heterograph.
 Messages arriving at the same node type from several relations are summed, as DGL's
 ``HeteroGraphConv(aggregate="sum")`` does.
 """
@@ -27,14 +28,6 @@ from dgl_synergraph.graphs.hetero import INTERACTED_BY, INTERACTS, ITEM, USER
 def normalized_sum(relation: dgl.DGLGraph, h_src: torch.Tensor, norm_src: torch.Tensor, norm_dst: torch.Tensor) -> torch.Tensor:
     """D_dst^-1/2 A D_src^-1/2 h over one relation graph (one edge type)."""
     return dgl.ops.copy_u_sum(relation, h_src * norm_src) * norm_dst
-
-
-def weighted_sum(relation: dgl.DGLGraph, h_src: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """sum_{src->dst} w_e h_src for a relation whose (already normalised) weights are per edge.
-
-    One-off form (builds the sparse matrices each call); modules use ``WeightedAdjacency``.
-    """
-    return WeightedAdjacency(relation, weight)(h_src)
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -63,6 +56,11 @@ class WeightedAdjacency:
             self.matrix = coo.to_sparse_csr()
             self.transposed = coo.t().coalesce().to_sparse_csr()
 
+    @property
+    def num_edges(self) -> int:
+        """Distinct (dst, src) pairs, after duplicate edges were summed."""
+        return int(self.matrix.values().numel())
+
     def to(self, device: torch.device) -> "WeightedAdjacency":
         self.matrix, self.transposed = self.matrix.to(device), self.transposed.to(device)
         return self
@@ -81,12 +79,13 @@ class HeteroPropagation(nn.Module):
     def __init__(self, graph: dgl.DGLGraph, relations: list[tuple[str, str, str]]):
         super().__init__()
         self.relations = [graph.to_canonical_etype(r) for r in relations]
-        self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self.relations}
         for ntype in graph.ntypes:
             if "norm" in graph.nodes[ntype].data:
                 self.register_buffer(f"norm_{ntype}", graph.nodes[ntype].data["norm"].clone(), persistent=False)
-        self.weighted = {rel: WeightedAdjacency(self._graphs[rel], graph.edges[rel].data["w"])
+        # Weighted relations become CSR pairs; only the unweighted ones keep a DGL relation graph.
+        self.weighted = {rel: WeightedAdjacency(dgl.edge_type_subgraph(graph, [rel]), graph.edges[rel].data["w"])
                          for rel in self.relations if "w" in graph.edges[rel].data}
+        self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self.relations if rel not in self.weighted}
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves buffers; keep the DGL relation graphs on the same device.
@@ -100,13 +99,16 @@ class HeteroPropagation(nn.Module):
                 adjacency.to(device)
         return out
 
+    def num_edges(self, rel: tuple[str, str, str]) -> int:
+        """Edges of one relation as propagated (duplicates of a weighted relation count once)."""
+        return self.weighted[rel].num_edges if rel in self.weighted else self._graphs[rel].num_edges()
+
     def relation(self, rel: tuple[str, str, str], h_src: torch.Tensor) -> torch.Tensor:
         """Messages along one relation into its destination nodes."""
-        graph = self._graphs[rel]
         if rel in self.weighted:
             return self.weighted[rel](h_src)
         src, _, dst = rel
-        return normalized_sum(graph, h_src, getattr(self, f"norm_{src}"), getattr(self, f"norm_{dst}"))
+        return normalized_sum(self._graphs[rel], h_src, getattr(self, f"norm_{src}"), getattr(self, f"norm_{dst}"))
 
     def forward(self, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
