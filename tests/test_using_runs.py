@@ -190,3 +190,14 @@ def test_real_sweep_on_tiny(tiny_dir, tmp_path):
     best = max(summary["cells"], key=lambda c: c["valid"]["recall@20"])
     assert summary["selected"]["settings"] == best["settings"]
     assert (tmp_path / "report.md").is_file()
+
+
+def test_curve_labels_tell_runs_with_the_same_folder_name_apart(tmp_path):
+    from dgl_synergraph.reports.report import distinct_labels
+
+    paths = [tmp_path / "scale-mgcn" / "sports", tmp_path / "scale-siger" / "sports", tmp_path / "scale-siger" / "clothing"]
+    assert distinct_labels(paths) == ["scale-mgcn/sports", "scale-siger/sports", "clothing"]
+    assert distinct_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+    # each label grows only as far as it must
+    assert distinct_labels([Path("runs/sweep/cells/k=1/seed999"), Path("runs/sweep/cells/k=2/seed999"),
+                            Path("runs/bpr-seed999")]) == ["k=1/seed999", "k=2/seed999", "bpr-seed999"]

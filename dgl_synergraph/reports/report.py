@@ -28,10 +28,6 @@ class RunRecord:
     history: list[dict[str, str]]
 
     @property
-    def label(self) -> str:
-        return self.path.name
-
-    @property
     def group_key(self) -> str:
         """dataset/model plus every hyperparameter that differs from the model's defaults."""
         params = self.config.get("model_params", {})
@@ -117,18 +113,32 @@ def _pyplot():
     return plt
 
 
+def distinct_labels(paths: list[Path]) -> list[str]:
+    """For each run path, its shortest trailing part that no other run path ends with
+    (``runs/scale-mgcn/sports`` and ``runs/scale-siger/sports`` -> ``scale-mgcn/sports``, ...)."""
+    parts = [Path(p).parts for p in paths]
+
+    def label(i: int) -> str:
+        for n in range(1, len(parts[i]) + 1):
+            if all(parts[i][-n:] != other[-n:] for j, other in enumerate(parts) if j != i):
+                return "/".join(parts[i][-n:])
+        return "/".join(parts[i])
+
+    return [label(i) for i in range(len(parts))]
+
+
 def plot_curves(records: list[RunRecord], path: Path) -> None:
     """Training loss and validation Recall@20 per epoch, one line per run."""
     plt = _pyplot()
     fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for record in records:
+    for record, label in zip(records, distinct_labels([r.path for r in records])):
         epochs = [int(r["epoch"]) for r in record.history]
         if not epochs:
             continue
-        ax_loss.plot(epochs, [float(r["loss"]) for r in record.history], label=record.label)
+        ax_loss.plot(epochs, [float(r["loss"]) for r in record.history], label=label)
         points = [(int(r["epoch"]), float(r["valid_recall@20"])) for r in record.history if r.get("valid_recall@20")]
         if points:
-            line, = ax_valid.plot(*zip(*points), label=record.label)
+            line, = ax_valid.plot(*zip(*points), label=label)
             best = record.metrics.get("best_epoch")
             best_points = [p for p in points if p[0] == best]
             if best_points:
