@@ -101,9 +101,20 @@ def datasets(data_dir, as_json):
 @app.command()
 def models():
     """List the registered models and their hyperparameters."""
-    rows = [[e.name, e.description, ", ".join(f"{k}={v}" for k, v in e.defaults.items()) or "-"]
-            for e in MODELS.values()]
-    click.echo(text_table(["model", "description", "hyperparameters (defaults)"], rows))
+    import shutil
+    import textwrap
+
+    # One block per model: the hyperparameter lists are too long for table columns.
+    width = min(shutil.get_terminal_size((100, 20)).columns, 100)
+    indent = " " * (max(map(len, MODELS)) + 2)
+    blocks = []
+    for entry in MODELS.values():
+        params = ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) or "no hyperparameters"
+        blocks.append(f"{entry.name.ljust(len(indent))}{entry.description}\n"
+                      + textwrap.fill(params, width, initial_indent=indent, subsequent_indent=indent,
+                                    break_long_words=False, break_on_hyphens=False))
+    click.echo("\n".join(blocks))
+    click.echo("\nSet any of these with 'synergraph train --model NAME --set key=value'.")
 
 
 @app.command()
