@@ -1,8 +1,9 @@
 """Seconds per training epoch and per full-ranking evaluation of any registered model on a dataset.
 
-    .venv/bin/python benchmarks/model_epoch.py [--dataset baby] [--epochs 3]
+    .venv/bin/python -m benchmarks.model_epoch [--dataset baby] [--model siger] [--epochs 3] [--set knn_k=10 ...]
 
-Uses the library's own trainer pieces (sampler, model loss, evaluator) with the default config.
+Uses the library's own trainer pieces (sampler, model loss, evaluator) with the default config,
+or the configuration given with ``--set`` (as in ``synergraph train``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import torch
 
 from benchmarks.common import machine, require_dataset
-from dgl_synergraph.config import build_config
+from dgl_synergraph.config import ConfigError, build_config, parse_set_values
 from dgl_synergraph.data import load_dataset
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.training.runs import build_for_dataset
@@ -26,10 +27,15 @@ def main() -> None:
     parser.add_argument("--dataset", default="baby")
     parser.add_argument("--model", default="lightgcn")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting or model hyperparameter, as in 'synergraph train --set'; repeatable")
     args = parser.parse_args()
 
     data = load_dataset(path=require_dataset(args.dataset))
-    config = build_config({"dataset": args.dataset, "model": args.model, "device": "cpu"})
+    try:
+        config = build_config({"dataset": args.dataset, "model": args.model, "device": "cpu"}, parse_set_values(args.settings))
+    except ConfigError as err:
+        parser.error(str(err))
     device = torch.device("cpu")
     model = build_for_dataset(config, data, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -55,7 +61,8 @@ def main() -> None:
         evaluator.evaluate(model.scorer())
         eval_times.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.model} on {args.dataset} ({data.n_users} users, {data.n_items} items, {len(data.train)} train); {machine()}")
+    overrides = f" [{', '.join(args.settings)}]" if args.settings else " [defaults]"
+    print(f"{args.model}{overrides} on {args.dataset} ({data.n_users} users, {data.n_items} items, {len(data.train)} train); {machine()}")
     print(f"  train epoch (batch {config.batch_size}): {min(epoch_times):.2f} s (min of {args.epochs})")
     print(f"  full-ranking eval ({evaluator.n_users} valid users, batch {config.eval_batch_size}): {min(eval_times):.2f} s")
     print(f"  peak RSS: {peak_mb:.0f} MB")
