@@ -110,6 +110,10 @@ def models():
     blocks = []
     for entry in MODELS.values():
         params = ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) or "no hyperparameters"
+        per_dataset = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                                for name, values in entry.dataset_defaults.items())
+        if per_dataset:
+            params += f" (per dataset, {per_dataset})"
         blocks.append(f"{entry.name.ljust(len(indent))}{entry.description}\n"
                       + textwrap.fill(params, width, initial_indent=indent, subsequent_indent=indent,
                                     break_long_words=False, break_on_hyphens=False))

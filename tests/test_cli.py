@@ -54,6 +54,8 @@ def test_datasets_and_models_listings(tiny_dir):
     assert result.exit_code == 0 and "tiny" in result.output and "image,text" in result.output
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0 and "lightgcn" in result.output and "n_layers=3" in result.output
+    # SynerGraph's top-K depends on the dataset; the listing must not hide that
+    assert "baby: knn_k=35" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize(
