@@ -31,11 +31,11 @@ def main() -> None:
                         help="a setting or model hyperparameter, as in 'synergraph train --set'; repeatable")
     args = parser.parse_args()
 
-    data = load_dataset(path=require_dataset(args.dataset))
-    try:
+    try:  # a bad --set fails before the dataset is read
         config = build_config({"dataset": args.dataset, "model": args.model, "device": "cpu"}, parse_set_values(args.settings))
     except ConfigError as err:
         parser.error(str(err))
+    data = load_dataset(path=require_dataset(args.dataset))
     device = torch.device("cpu")
     model = build_for_dataset(config, data, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
