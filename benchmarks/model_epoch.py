@@ -2,8 +2,9 @@
 
     .venv/bin/python -m benchmarks.model_epoch [--dataset baby] [--model siger] [--epochs 3] [--set knn_k=10 ...]
 
-Uses the library's own trainer pieces (sampler, model loss, evaluator) with the default config,
-or the configuration given with ``--set`` (as in ``synergraph train``).
+Times the trainer's own ``train_epoch`` (per-epoch hook, sampling, every batch and optimiser step)
+and the evaluator, with the default config or the one given with ``--set`` (as in
+``synergraph train``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import time
 import torch
 
 from benchmarks.common import machine, require_dataset
-from dgl_synergraph.config import ConfigError, build_config, parse_set_values
+from dgl_synergraph.config import parse_set_values
 from dgl_synergraph.data import load_dataset
+from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.training.runs import build_for_dataset
-from dgl_synergraph.training.sampler import NegativeSampler
+from dgl_synergraph.training import build_config, train_epoch
+from dgl_synergraph.training.sampler import BPRBatches
+from dgl_synergraph.training.trainer import model_for
 
 
 def main() -> None:
@@ -37,25 +40,15 @@ def main() -> None:
         parser.error(str(err))
     data = load_dataset(path=require_dataset(args.dataset))
     device = torch.device("cpu")
-    model = build_for_dataset(config, data, device)
+    model = model_for(config, data, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    sampler = NegativeSampler(data.train, data.n_items, generator)
+    batches = BPRBatches(data.train, data.n_items, torch.Generator().manual_seed(config.seed))
     evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
-    users_all, items_all = torch.as_tensor(data.train[:, 0]), torch.as_tensor(data.train[:, 1])
 
     epoch_times, eval_times = [], []
     for _ in range(args.epochs):
         start = time.perf_counter()
-        order = torch.randperm(len(users_all), generator=generator)
-        users, items = users_all[order], items_all[order]
-        negatives = sampler.sample(users)
-        for s in range(0, len(users), config.batch_size):
-            loss = sum(model.loss(users[s:s + config.batch_size], items[s:s + config.batch_size],
-                                  negatives[s:s + config.batch_size]).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        train_epoch(model, optimizer, batches, config.batch_size, device)
         epoch_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         evaluator.evaluate(model.scorer())

@@ -1,4 +1,8 @@
-"""Subcommands of ``synergraph``."""
+"""Subcommands of ``synergraph``: each parses its flags, calls the library and prints.
+
+Library modules that load torch are imported inside the commands, so ``synergraph --help`` and
+``synergraph models`` start without it.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,35 @@ import json
 import click
 
 from cli.main import _setup_logging, app
-from dgl_synergraph.config import build_config, load_yaml, parse_set_values
-from dgl_synergraph.data.loader import list_datasets
-from dgl_synergraph.evaluation.evaluator import split_evaluator
 from dgl_synergraph.models.registry import MODELS
-from dgl_synergraph.reports.tables import metrics_table, text_table
-from dgl_synergraph.training.runs import load_run
-from dgl_synergraph.training.trainer import train as train_run
 
 DEVICE = click.Choice(["auto", "cpu", "cuda"])
+RUN_OPTION = click.option("--run", "run_dir", type=click.Path(),
+                          help="A run directory written by 'synergraph train' (default: the latest run under "
+                               "$SYNERGRAPH_RUNS, else runs/).")
+
+
+def _settings_layers(config_file, settings, flags: dict) -> list[dict]:
+    """YAML file < --set pairs < named flags, as layers for ``build_config``."""
+    from dgl_synergraph.config import load_yaml, parse_set_values
+
+    layers = [load_yaml(config_file)] if config_file else []
+    layers.append(parse_set_values(list(settings)))
+    data_dir = flags.pop("data_dir", None)
+    layers.append(flags)
+    if data_dir is not None:  # None means "not given" for every other flag, but data_dir may be set to None
+        layers.append({"data_dir": data_dir})
+    return layers
+
+
+def _open_run(run_dir, device, data_dir):
+    """The named run, or the latest one (saying which)."""
+    from dgl_synergraph.api import load_run
+
+    run = load_run(run_dir, device=device, data_dir=data_dir)
+    if run_dir is None:
+        click.echo(f"using the latest run: {run.run_dir}", err=True)
+    return run
 
 
 @app.command()
@@ -32,19 +56,18 @@ DEVICE = click.Choice(["auto", "cpu", "cuda"])
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines; print only the final table.")
 def train(dataset, model, data_dir, out, epochs, seed, device, config_file, settings, resume, quiet):
     """Train a model, select its best epoch on validation, report test metrics."""
+    from dgl_synergraph import api
+    from dgl_synergraph.reports.tables import metrics_table
+
     _setup_logging(quiet)
     if resume:
         if any(v is not None for v in (dataset, model, data_dir, out, seed, device, config_file)) or settings:
             raise click.UsageError("--resume uses the run's saved config; only --epochs may be given with it")
-        result = train_run(build_config({"epochs": epochs}) if epochs else None, resume=resume, progress=not quiet)
+        result = api.resume(resume, epochs=epochs, progress=not quiet)
     else:
-        layers = [load_yaml(config_file)] if config_file else []
-        layers.append(parse_set_values(list(settings)))
-        layers.append({"dataset": dataset, "model": model, "epochs": epochs, "seed": seed, "device": device})
-        if data_dir is not None:
-            layers.append({"data_dir": data_dir})
-        config = build_config(*layers)
-        result = train_run(config, out=out, progress=not quiet)
+        layers = _settings_layers(config_file, settings, {"dataset": dataset, "model": model, "epochs": epochs,
+                                                          "seed": seed, "device": device, "data_dir": data_dir})
+        result = api.train(api.build_config(*layers), out=out, progress=not quiet)
     metrics = result.metrics
     click.echo(f"{metrics['model']} on {metrics['dataset']}: best epoch {metrics['best_epoch']} "
                f"(of {metrics['epochs_run']}); run directory {result.run_dir}")
@@ -52,7 +75,7 @@ def train(dataset, model, data_dir, out, epochs, seed, device, config_file, sett
 
 
 @app.command(name="eval")
-@click.option("--run", "run_dir", required=True, type=click.Path(), help="A run directory written by 'synergraph train'.")
+@RUN_OPTION
 @click.option("--k", "ks", multiple=True, type=click.IntRange(min=1), help="Cut-off K; repeatable (default 10 20 50).")
 @click.option("--split", type=click.Choice(["test", "valid"]), default="test", show_default=True)
 @click.option("--mask-valid", is_flag=True, help="Also mask the user's validation items when testing.")
@@ -61,13 +84,12 @@ def train(dataset, model, data_dir, out, epochs, seed, device, config_file, sett
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
 def evaluate(run_dir, ks, split, mask_valid, as_json, device, data_dir):
     """Evaluate a run's best checkpoint with full ranking."""
+    from dgl_synergraph.reports.tables import metrics_table
+
     _setup_logging(quiet=True)
-    run = load_run(run_dir, device=device, data_dir=data_dir)
+    run = _open_run(run_dir, device, data_dir)
     ks = sorted(set(ks)) or [10, 20, 50]
-    if max(ks) > run.dataset.n_items:
-        raise click.BadParameter(f"{max(ks)} exceeds the number of items ({run.dataset.n_items})", param_hint="'--k'")
-    evaluator = split_evaluator(run.dataset, split, ks, run.config.eval_batch_size, run.device,
-                                mask_valid=mask_valid or run.config.mask_valid_in_test)
+    evaluator = run.evaluator(split, ks, mask_valid=mask_valid)
     metrics = evaluator.evaluate(run.model.scorer())
     if as_json:
         click.echo(json.dumps(metrics))
@@ -81,6 +103,9 @@ def evaluate(run_dir, ks, split, mask_valid, as_json, device, data_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
 def datasets(data_dir, as_json):
     """List the datasets found in the data folder and the embedded ones."""
+    from dgl_synergraph.data.loader import list_datasets
+    from dgl_synergraph.reports.tables import text_table
+
     found = list_datasets(data_dir)
     if as_json:
         click.echo(json.dumps(found, indent=2))
@@ -99,30 +124,29 @@ def datasets(data_dir, as_json):
 
 
 @app.command()
-def models():
-    """List the registered models and their hyperparameters."""
-    import shutil
-    import textwrap
+@click.argument("names", nargs=-1)
+def models(names):
+    """List the registered models (or only NAMES) with every hyperparameter: type, default, meaning."""
+    from dgl_synergraph.models.registry import get_model_entry
 
-    # One block per model: the hyperparameter lists are too long for table columns.
-    width = min(shutil.get_terminal_size((100, 20)).columns, 100)
-    indent = " " * (max(map(len, MODELS)) + 2)
-    blocks = []
-    for entry in MODELS.values():
-        params = ", ".join(f"{k}={v}" for k, v in entry.defaults.items()) or "no hyperparameters"
-        per_dataset = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in values.items())
-                                for name, values in entry.dataset_defaults.items())
-        if per_dataset:
-            params += f" (per dataset, {per_dataset})"
-        blocks.append(f"{entry.name.ljust(len(indent))}{entry.description}\n"
-                      + textwrap.fill(params, width, initial_indent=indent, subsequent_indent=indent,
-                                    break_long_words=False, break_on_hyphens=False))
-    click.echo("\n".join(blocks))
-    click.echo("\nSet any of these with 'synergraph train --model NAME --set key=value'.")
+    entries = [get_model_entry(name) for name in names] or list(MODELS.values())
+    for entry in entries:
+        click.echo(f"{entry.name}: {entry.description}")
+        if entry.run_defaults:
+            click.echo("  run settings: " + ", ".join(f"{k}={v}" for k, v in entry.run_defaults.items()))
+        width = max((len(f"{hp.name}={hp.default}") for hp in entry.hyperparameters.values()), default=0)
+        for hp in entry.hyperparameters.values():
+            per_dataset = [f"{dataset}: {values[hp.name]}" for dataset, values in entry.dataset_defaults.items()
+                           if hp.name in values]
+            note = f" [per dataset, {', '.join(per_dataset)}]" if per_dataset else ""
+            kind = "|".join(map(str, hp.choices)) if hp.choices else hp.annotation
+            click.echo(f"  {f'{hp.name}={hp.default}'.ljust(width)}  ({kind}) {hp.doc}{note}")
+        click.echo("")
+    click.echo("Set any of these with 'synergraph train --model NAME --set key=value'.")
 
 
 @app.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(), help="A run directory written by 'synergraph train'.")
+@RUN_OPTION
 @click.option("--user", "users", multiple=True, help="User id (raw id when the dataset has u_id_mapping.csv); repeatable.")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True, help="Items per user.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per user.")
@@ -136,7 +160,7 @@ def models():
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
 def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, all_users, out, device, data_dir):
     """Top-K recommendations from a trained run, for some users or (--all) for everyone."""
-    from dgl_synergraph.api import load_run as load_trained
+    from dgl_synergraph.reports.tables import text_table
 
     if all_users and not out:
         raise click.UsageError("--all needs --out FILE.parquet")
@@ -145,13 +169,13 @@ def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, 
     if out and not all_users:
         raise click.UsageError("--out is only used with --all")
     _setup_logging(quiet=True)
-    run = load_trained(run_dir, device=device, data_dir=data_dir)
-    ids = "internal" if internal_ids else "auto"
+    run = _open_run(run_dir, device, data_dir)
     if all_users:
         rows = run.export_all(out, k=k, batch_size=run.config.eval_batch_size, exclude_seen=not include_seen)
         click.echo(f"wrote {rows} rows ({run.dataset.n_users} users x {k}) to {out}")
         return
-    results = run.recommend(list(users), k=k, exclude_seen=not include_seen, ids=ids, fallback=fallback)
+    results = run.recommend(list(users), k=k, exclude_seen=not include_seen,
+                            ids="internal" if internal_ids else "auto", fallback=fallback)
     for rec in results:
         if as_json:
             click.echo(json.dumps(rec.as_dict(), default=str))
@@ -195,21 +219,18 @@ def report(runs, out, title, vary):
 def sweep(dataset, model, grids, seeds, seed, epochs, data_dir, out, config_file, settings, device, quiet):
     """Grid search selected on validation Recall@20, then the winner on several seeds. Rerun the
     same command to resume an interrupted sweep."""
+    from dgl_synergraph.reports.tables import text_table
     from dgl_synergraph.training.sweep import parse_grid, run_sweep
 
     _setup_logging(quiet)
-    base = load_yaml(config_file) if config_file else {}
-    base.update(parse_set_values(list(settings)))
-    base.update({k: v for k, v in {"dataset": dataset, "model": model, "seed": seed, "epochs": epochs,
-                                   "device": device, "data_dir": data_dir}.items() if v is not None})
-    base.setdefault("dataset", "sample")
-    grid = parse_grid(list(grids))
-    folder = out or f"runs/sweep-{base['dataset']}-{model}"
-    summary = run_sweep(base, grid, seeds, folder, progress=not quiet)
+    layers = _settings_layers(config_file, settings, {"dataset": dataset, "model": model, "seed": seed,
+                                                      "epochs": epochs, "device": device, "data_dir": data_dir})
+    summary = run_sweep(layers, parse_grid(list(grids)), seeds, out, progress=not quiet)
     rows = [[json.dumps(c["settings"]), c["valid"]["recall@20"], c["test"]["recall@20"]] for c in summary["cells"]]
     click.echo(text_table(["cell", "valid recall@20", "test recall@20"], rows))
     click.echo(f"selected on validation: {json.dumps(summary['selected']['settings'])}")
     stats = summary["test_mean_std"]
+    folder = summary["out"]
     click.echo(" ".join(f"{k}={stats[k][0]:.4f}±{stats[k][1]:.4f}" for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
                         if k in stats) + f" over {seeds} seeds; {folder}/sweep.json, {folder}/report.md")
 
@@ -264,37 +285,11 @@ def _print_manifest(manifest: dict) -> None:
 @_preprocess_options
 def amazon(category, raw_dir, text_model, image_dim, out, k_core, min_rating, split, seed, overwrite, quiet):
     """Amazon review dumps (2014 or 2018 format) -> dataset folder."""
-    from pathlib import Path
-
-    from dgl_synergraph.data import preprocess as pp
-    from dgl_synergraph.data.raw import read_meta_texts, read_reviews
-    from dgl_synergraph.errors import DataError
+    from dgl_synergraph.data.preprocess import preprocess_amazon
 
     _setup_logging(quiet)
-    options = _options(k_core, min_rating, split, seed, overwrite)
-    options.check()
-    if Path(out).exists() and not overwrite:
-        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
-    raw = Path(raw_dir)
-    candidates = [f"reviews_{category}_5.json.gz", f"reviews_{category}.json.gz", f"{category}_5.json.gz",
-                  f"{category}.json.gz"]
-    reviews = next((raw / name for name in candidates if (raw / name).is_file()), None)
-    if reviews is None:
-        raise DataError(f"--raw-dir {raw}: no review file for category {category!r} (looked for {', '.join(candidates)})")
-    inputs = [reviews]
-    features = []
-    image = raw / f"image_features_{category}.b"
-    if image.is_file():
-        inputs.append(image)
-        features.append(pp.image_features_from_binary(image, image_dim))
-    meta = raw / f"meta_{category}.json.gz"
-    if text_model != "none":
-        if not meta.is_file():
-            raise DataError(f"{meta}: no such file (needed for text features; pass --text-model none to skip them)")
-        inputs.append(meta)
-        features.append(pp.text_features(lambda items: read_meta_texts(meta, set(items)), text_model, not quiet))
-    report = pp.preprocess(read_reviews(reviews), out, options, inputs, features,
-                           source={"kind": "amazon", "category": category, "reviews": reviews.name})
+    report = preprocess_amazon(category, raw_dir, out, _options(k_core, min_rating, split, seed, overwrite),
+                               text_model=text_model, image_dim=image_dim, progress=not quiet)
     _print_manifest(report.manifest)
 
 
@@ -314,41 +309,12 @@ def amazon(category, raw_dir, text_model, image_dim, out, k_core, min_rating, sp
 def generic(interactions, user_col, item_col, time_col, rating_col, item_text, item_text_id_col, item_text_cols,
             text_model, embeddings, out, k_core, min_rating, split, seed, overwrite, quiet):
     """Any interaction log (plus optional item texts / embeddings) -> dataset folder."""
-    from pathlib import Path
-
-    import polars as pl
-
-    from dgl_synergraph.data import preprocess as pp
-    from dgl_synergraph.data.raw import read_table
-    from dgl_synergraph.errors import DataError
+    from dgl_synergraph.data.preprocess import preprocess_generic
 
     _setup_logging(quiet)
-    options = _options(k_core, min_rating, split, seed, overwrite)
-    options.check()
-    if Path(out).exists() and not overwrite:
-        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
-    frame = read_table(Path(interactions), {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col})
-    casts = [pl.col("user").cast(pl.Utf8), pl.col("item").cast(pl.Utf8)]
-    if "timestamp" in frame.columns:
-        casts.append(pl.col("timestamp").cast(pl.Int64, strict=False))
-    if "rating" in frame.columns:
-        casts.append(pl.col("rating").cast(pl.Float64, strict=False))
-    frame = frame.with_columns(casts)
-    inputs, features = [Path(interactions)], []
-    for spec in embeddings:
-        name, sep, files = spec.partition("=")
-        npy, sep2, ids = files.rpartition(":")
-        if not sep or not sep2 or not name or not npy or not ids:
-            raise click.BadParameter(f"{spec!r}: expected NAME=FILE.npy:IDS.txt", param_hint="'--embedding'")
-        inputs += [Path(npy), Path(ids)]
-        features.append(pp.features_from_npy(name, Path(npy), Path(ids)))
-    if item_text:
-        cols = [c.strip() for c in item_text_cols.split(",") if c.strip()]
-        table = read_table(Path(item_text), {"id": item_text_id_col, **{f"t{i}": c for i, c in enumerate(cols)}})
-        texts = dict(zip(table["id"].cast(pl.Utf8).to_list(),
-                         table.select(pl.concat_str([pl.col(f"t{i}").fill_null("") for i in range(len(cols))],
-                                                    separator=". ")).to_series().to_list()))
-        inputs.append(Path(item_text))
-        features.append(pp.text_features(lambda items: texts, text_model, not quiet))
-    report = pp.preprocess(frame, out, options, inputs, features, source={"kind": "generic"})
+    report = preprocess_generic(interactions, out, _options(k_core, min_rating, split, seed, overwrite),
+                                user_col=user_col, item_col=item_col, time_col=time_col, rating_col=rating_col,
+                                item_text=item_text, item_text_id_col=item_text_id_col,
+                                item_text_cols=item_text_cols, text_model=text_model, embeddings=list(embeddings),
+                                progress=not quiet)
     _print_manifest(report.manifest)

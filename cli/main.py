@@ -24,9 +24,9 @@ class _TqdmHandler(logging.Handler):
 
 
 def _setup_logging(quiet: bool) -> None:
-    """Log lines go to stderr through tqdm (INFO, or WARNING with --quiet); run directories
-    add their own file handler at INFO."""
-    logger = logging.getLogger("synergraph")
+    """The library's log lines go to stderr through tqdm (INFO, or WARNING with --quiet); run
+    directories add their own file handler at INFO."""
+    logger = logging.getLogger("dgl_synergraph")
     logger.setLevel(logging.INFO)
     logger.propagate = False
     handler = next((h for h in logger.handlers if isinstance(h, _TqdmHandler)), None)
@@ -35,10 +35,6 @@ def _setup_logging(quiet: bool) -> None:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     handler.setLevel(logging.WARNING if quiet else logging.INFO)
-    library = logging.getLogger("dgl_synergraph")
-    library.setLevel(logging.INFO)
-    if handler not in library.handlers:
-        library.addHandler(handler)
 
 
 def _fail(message: str, code: int) -> None:

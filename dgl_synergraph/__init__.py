@@ -9,12 +9,13 @@ __version__ = "0.1.0"
 
 from dgl_synergraph.errors import ConfigError, DataError, RunError, SynergraphError  # noqa: E402
 
-__all__ = ["ConfigError", "DataError", "RunError", "SynergraphError", "__version__", "load_run", "train"]
+__all__ = ["ConfigError", "DataError", "RunError", "SynergraphError", "__version__", "build_config", "load_run",
+           "resume", "train"]
 
 
 def __getattr__(name: str):
     # Imported lazily: ``import dgl_synergraph`` stays cheap for the CLI's --help.
-    if name in ("load_run", "train"):
+    if name in ("build_config", "load_run", "resume", "train"):
         from dgl_synergraph import api
 
         return getattr(api, name)

@@ -1,26 +1,44 @@
-"""Python API for trained runs: ``load_run(run_dir)`` -> recommend, score, export.
+"""Python API: ``train(config)``, ``resume(run_dir)`` and ``load_run(run_dir)``, the only loader
+of a finished run (``eval``, ``recommend`` and ``report`` all read runs through it).
 
     >>> from dgl_synergraph import api
-    >>> run = api.load_run("runs/baby-lightgcn-seed999")
+    >>> run = api.load_run("runs/baby-lightgcn-seed999")   # or load_run() for the latest run
     >>> run.recommend(["42"], k=10)          # raw ids when the dataset has id mappings
     >>> run.score([42], [0, 1, 2], ids="internal")
+    >>> run.evaluate("test", ks=[20])
+
+The config, metrics and history are read at once; the dataset (checksum-verified) and the best
+model are loaded on first use, so reading many runs for a report stays cheap.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 import torch
 
-from dgl_synergraph.errors import DataError
-from dgl_synergraph.evaluation.evaluator import CSRTensor, masked_top_k, top_length_for
-from dgl_synergraph.training.runs import LoadedRun
-from dgl_synergraph.training.runs import load_run as _load_run
-from dgl_synergraph.training.trainer import train
-from dgl_synergraph.utils import atomic_write
+from dgl_synergraph.data.dataset import Dataset
+from dgl_synergraph.data.loader import load_dataset
+from dgl_synergraph.data.raw import as_int
+from dgl_synergraph.errors import DataError, RunError
+from dgl_synergraph.evaluation.evaluator import CSRTensor, RankingEvaluator, masked_top_k, split_evaluator, top_length_for
+from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.training.configure import build_config
+from dgl_synergraph.training.rundir import (
+    CONFIG_FILE,
+    latest_run,
+    load_checkpoint,
+    load_model_state,
+    read_history,
+    read_metrics,
+    read_saved,
+)
+from dgl_synergraph.training.trainer import model_for, resume, train
+from dgl_synergraph.utils import atomic_write, resolve_device
 
 IdKind = Literal["auto", "raw", "internal"]
 
@@ -37,20 +55,81 @@ class Recommendation:
 
 
 class TrainedRun:
-    """A trained model with its dataset, ready to answer "what should user u see?"."""
+    """A run directory, ready to answer "what should user u see?"."""
 
-    def __init__(self, loaded: LoadedRun):
-        self.run_dir = loaded.run_dir
-        self.config = loaded.config
-        self.dataset = loaded.dataset
-        self.model = loaded.model
-        self.device = loaded.device
-        self.metrics = loaded.metrics
-        self._score = self.model.scorer()
-        self._seen = CSRTensor(self.dataset.csr("train"), self.device)
-        self._raw_users = _lookup(self.dataset.raw_user_ids)
-        self._raw_items = self.dataset.raw_item_ids
-        self._item_index = _lookup(self._raw_items)
+    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None):
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise RunError(f"--run {run_dir}: no such run directory")
+        self.config, self._saved = read_saved(self.run_dir)
+        self.metrics = read_metrics(self.run_dir)
+        self.history = read_history(self.run_dir)
+        self._device_name = device
+        self._data_dir = data_dir
+
+    @cached_property
+    def device(self) -> torch.device:
+        return resolve_device(self._device_name)
+
+    @cached_property
+    def dataset(self) -> Dataset:
+        """The run's dataset, from its recorded folder (or ``data_dir``), checksum-verified."""
+        data = self._saved["data"]
+        path = Path(self._data_dir) / self.config.dataset if self._data_dir is not None else Path(data["path"])
+        if not path.is_dir():
+            raise RunError(f"{self.run_dir / CONFIG_FILE}: the run's data folder {path} is gone (pass --data-dir)")
+        modalities = [f[: -len("_feat.npy")] for f in data["checksums"] if f.endswith("_feat.npy")]
+        dataset = load_dataset(self.config.dataset, path=path, modalities=modalities)
+        for name, digest in data["checksums"].items():
+            if dataset.checksums.get(name) != digest:
+                raise RunError(f"{path / name}: changed since the run was trained (checksum differs)")
+        return dataset
+
+    @cached_property
+    def model(self) -> Recommender:
+        """The model at its best validation epoch, in eval mode."""
+        dataset = self.dataset  # verified before the checkpoint is read
+        checkpoint = load_checkpoint(self.run_dir, self.device)
+        model = model_for(self.config, dataset, self.device)
+        load_model_state(model, checkpoint["best_model_state"])
+        return model.eval()
+
+    @cached_property
+    def _score(self):
+        return self.model.scorer()
+
+    @cached_property
+    def _seen(self) -> CSRTensor:
+        return CSRTensor(self.dataset.csr("train"), self.device)
+
+    @cached_property
+    def _raw_users(self) -> dict[str, int] | None:
+        return _lookup(self.dataset.raw_user_ids)
+
+    @cached_property
+    def _raw_items(self) -> np.ndarray | None:
+        return self.dataset.raw_item_ids
+
+    @cached_property
+    def _item_index(self) -> dict[str, int] | None:
+        return _lookup(self._raw_items)
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def evaluator(self, split: Literal["valid", "test"] = "test", ks: Sequence[int] = (10, 20, 50),
+                  mask_valid: bool | None = None) -> RankingEvaluator:
+        """Full-ranking evaluator of ``split`` (validation items masked in test when the run did,
+        or when ``mask_valid`` says so)."""
+        ks = sorted(set(ks))
+        if not ks or ks[0] <= 0 or ks[-1] > self.dataset.n_items:
+            raise DataError(f"--k: each K must be between 1 and the number of items ({self.dataset.n_items}), "
+                            f"got {', '.join(map(str, ks)) or 'none'}")
+        mask = self.config.mask_valid_in_test if mask_valid is None else mask_valid or self.config.mask_valid_in_test
+        return split_evaluator(self.dataset, split, ks, self.config.eval_batch_size, self.device, mask_valid=mask)
+
+    def evaluate(self, split: Literal["valid", "test"] = "test", ks: Sequence[int] = (10, 20, 50),
+                 mask_valid: bool | None = None) -> dict[str, float]:
+        """Metrics of the best model on ``split`` at each K."""
+        return self.evaluator(split, ks, mask_valid).evaluate(self._score)
 
     # ---- ids -------------------------------------------------------------------------------
     def _uses_raw(self, ids: IdKind, mapping) -> bool:
@@ -63,7 +142,7 @@ class TrainedRun:
         if self._uses_raw(ids, self._raw_users):
             index = np.array([self._raw_users.get(str(u), -1) for u in users], dtype=np.int64)
         else:
-            index = np.array([_as_int(u) for u in users], dtype=np.int64)
+            index = _internal_ids(users)
             index[(index < 0) | (index >= self.dataset.n_users)] = -1
         return index, index >= 0
 
@@ -85,7 +164,7 @@ class TrainedRun:
         if self._item_index is not None and ids != "internal":
             columns = [self._item_index.get(str(i), -1) for i in items]
         else:
-            columns = [_as_int(i) for i in items]
+            columns = _internal_ids(items)
         bad = [item for item, col in zip(items, columns) if not 0 <= col < self.dataset.n_items]
         if bad:
             raise DataError(f"unknown item {bad[0]!r}")
@@ -155,16 +234,16 @@ def _lookup(raw_ids: np.ndarray | None) -> dict[str, int] | None:
     return {str(raw): index for index, raw in enumerate(raw_ids) if raw is not None}
 
 
-def _as_int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1
+def _internal_ids(values: Sequence) -> np.ndarray:
+    """Integer ids; anything that is not an integer becomes -1 (unknown)."""
+    return np.array([-1 if (i := as_int(v)) is None else i for v in values], dtype=np.int64)
 
 
-def load_run(run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None) -> TrainedRun:
-    """Load a run directory written by ``train`` (best checkpoint, checksum-verified data)."""
-    return TrainedRun(_load_run(run_dir, device=device, data_dir=data_dir))
+def load_run(run_dir: str | Path | None = None, device: str = "auto",
+             data_dir: str | Path | None = None) -> TrainedRun:
+    """Open a run directory written by ``train``; without ``run_dir``, the latest run under
+    ``$SYNERGRAPH_RUNS`` (default ``runs/``)."""
+    return TrainedRun(run_dir if run_dir is not None else latest_run(), device=device, data_dir=data_dir)
 
 
-__all__ = ["Recommendation", "TrainedRun", "load_run", "train"]
+__all__ = ["Recommendation", "TrainedRun", "build_config", "load_run", "resume", "train"]

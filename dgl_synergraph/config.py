@@ -1,9 +1,9 @@
-"""The typed, validated run configuration: the only place defaults and checks live.
+"""The typed, validated run configuration (how to train, not what to train).
 
-Sources, later wins: defaults < the model's run defaults and per-dataset hyperparameter
-defaults (registry) < YAML file (``--config``) < ``--set key=value`` < named CLI flags.
-Keys that are not run settings are model hyperparameters (``n_layers=2``), checked against the
-chosen model's builder in the registry.
+Model hyperparameters are not declared here: they live in each model's constructor and are
+resolved by the registry (``training/configure.py`` merges the two). Sources, later wins:
+defaults < the model's run defaults and per-dataset hyperparameter defaults < YAML file
+(``--config``) < ``--set key=value`` < named CLI flags.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dgl_synergraph.errors import ConfigError
-from dgl_synergraph.evaluation.metrics import METRICS
-from dgl_synergraph.models.registry import get_model_entry, resolve_model_params
+
+# Settings that older run directories kept at the top level; they are model hyperparameters now.
+MOVED_TO_MODEL = ("embedding_dim", "reg_weight")
 
 
 class RunConfig(BaseModel):
@@ -32,8 +33,6 @@ class RunConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     lr_decay: float = Field(1.0, gt=0, le=1)
     lr_decay_step: int = Field(50, gt=0)
-    embedding_dim: int = Field(64, gt=0)
-    reg_weight: float = Field(1e-4, ge=0)
     patience: int = Field(20, ge=0)
     eval_every: int = Field(1, gt=0)
     valid_metric: str = "recall@20"
@@ -53,6 +52,8 @@ class RunConfig(BaseModel):
     @field_validator("valid_metric")
     @classmethod
     def _check_metric(cls, value: str) -> str:
+        from dgl_synergraph.evaluation.metrics import METRICS  # here: keeps 'import config' free of torch
+
         name, _, k = value.partition("@")
         if name not in METRICS or not k.isdigit() or int(k) <= 0:
             raise ValueError(f"expected <metric>@<K> with metric in {', '.join(METRICS)}")
@@ -62,8 +63,17 @@ class RunConfig(BaseModel):
     def valid_k(self) -> int:
         return int(self.valid_metric.split("@")[1])
 
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> "RunConfig":
+        """A config read back from a run directory, older layouts included."""
+        saved = dict(saved)
+        moved = {key: saved.pop(key) for key in MOVED_TO_MODEL if key in saved}
+        if moved:
+            saved["model_params"] = {**moved, **saved.get("model_params", {})}
+        return cls(**saved)
 
-def _one_line(err: ValidationError) -> str:
+
+def one_line(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
     return f"config field {where!r}: {first['msg']}"
@@ -98,10 +108,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_config(*layers: dict[str, Any]) -> RunConfig:
-    """Merge layers of settings (later wins), split run settings from model hyperparameters,
-    validate both, and return the resolved config (model defaults filled in)."""
-    merged: dict[str, Any] = {}
+def split_layers(*layers: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merge layers of settings (later wins; ``None`` means "not given") into run settings and
+    everything else (model hyperparameters, checked later against the model)."""
+    run: dict[str, Any] = {}
     model_params: dict[str, Any] = {}
     run_fields = set(RunConfig.model_fields) - {"model_params"}
     for layer in layers:
@@ -113,16 +123,7 @@ def build_config(*layers: dict[str, Any]) -> RunConfig:
                     raise ConfigError("config field 'model_params': expected a mapping")
                 model_params.update(value)
             elif key in run_fields:
-                merged[key] = value
+                run[key] = value
             else:
                 model_params[key] = value
-    entry = get_model_entry(str(merged.get("model", RunConfig.model_fields["model"].default)))
-    dataset = str(merged.get("dataset", RunConfig.model_fields["dataset"].default))
-    merged = {**entry.run_defaults, **merged}
-    model_params = {**entry.dataset_defaults.get(dataset, {}), **model_params}
-    try:
-        config = RunConfig(**merged)
-    except ValidationError as err:
-        raise ConfigError(_one_line(err)) from None
-    resolved = resolve_model_params(config.model, model_params)
-    return config.model_copy(update={"model_params": resolved})
+    return run, model_params

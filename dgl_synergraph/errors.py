@@ -18,3 +18,9 @@ class ConfigError(SynergraphError):
 
 class RunError(SynergraphError):
     """A run directory is missing, incomplete or does not match its data."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)

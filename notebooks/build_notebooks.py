@@ -104,14 +104,13 @@ TRAIN_COMPARE = [
     new_code_cell("""\
 import tempfile
 from pathlib import Path
-from dgl_synergraph import train, load_run
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config, load_run, train
 RUNS = Path(tempfile.mkdtemp(prefix="synergraph-nb02-"))
-budget = {"dataset": "sample", "epochs": 12, "embedding_dim": 32, "lr": 0.005}
-settings = {
+budget = {"dataset": "sample", "epochs": 12, "lr": 0.005}
+settings = {  # MostPop has no hyperparameters; the learned models get 32-d embeddings
     "mostpop": {"model": "mostpop"},
-    "lightgcn": {"model": "lightgcn"},
-    "synergraph": {"model": "synergraph", "knn_k": 10},
+    "lightgcn": {"model": "lightgcn", "embedding_dim": 32},
+    "synergraph": {"model": "synergraph", "embedding_dim": 32, "knn_k": 10},
 }
 results = {name: train(build_config(budget, s), out=RUNS / name, dataset=DATA, progress=False)
            for name, s in settings.items()}"""),
@@ -151,8 +150,7 @@ ABLATIONS = [
     new_code_cell("""\
 import tempfile
 from pathlib import Path
-from dgl_synergraph import train
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config, train
 RUNS = Path(tempfile.mkdtemp(prefix="synergraph-nb03-"))
 budget = {"dataset": "sample", "model": "synergraph", "epochs": 12, "embedding_dim": 32, "lr": 0.005, "knn_k": 10}
 

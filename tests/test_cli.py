@@ -29,8 +29,7 @@ def test_train_writes_a_complete_run_directory(trained_run):
         for name in ("recall", "ndcg", "precision", "map", "hit"):
             assert f"{name}@{k}" in metrics["test"] and f"{name}@{k}" in metrics["valid"]
     config = json.loads((out / "config.json").read_text())
-    assert config["config"]["model_params"] == {"n_layers": 2}
-    assert config["config"]["embedding_dim"] == 16
+    assert config["config"]["model_params"] == {"embedding_dim": 16, "n_layers": 2, "reg_weight": 1e-4}
     assert set(config["data"]["checksums"]) == {"tiny.inter", "image_feat.npy", "text_feat.npy"}
     assert {"torch", "dgl", "python"} <= set(config["versions"])
     history = (out / "history.csv").read_text().splitlines()
@@ -55,7 +54,9 @@ def test_datasets_and_models_listings(tiny_dir):
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0 and "lightgcn" in result.output and "n_layers=3" in result.output
     # SynerGraph's top-K depends on the dataset; the listing must not hide that
-    assert "baby: knn_k=35" in " ".join(result.output.split())
+    synergraph = result.output.split("synergraph:")[1].split("\n\n")[0]
+    knn_line = next(line for line in synergraph.splitlines() if line.strip().startswith("knn_k="))
+    assert "knn_k=30" in knn_line and "baby: 35" in knn_line and "neighbours per item" in knn_line
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.models import build_model
 from dgl_synergraph.losses import circle_loss, info_nce
 from dgl_synergraph.training import train
-from dgl_synergraph.training.runs import build_for_dataset
+from dgl_synergraph.training.trainer import model_for
 
 
 def test_circle_loss_matches_hand_computation():
@@ -53,7 +53,7 @@ def cache(tmp_path, monkeypatch):
 
 def _model(tiny, **settings):
     config = build_config({"dataset": "tiny", "embedding_dim": 8, **settings})
-    return build_for_dataset(config, tiny, torch.device("cpu"))
+    return model_for(config, tiny, torch.device("cpu"))
 
 
 def _batch(tiny):
@@ -145,7 +145,7 @@ def test_multimodal_models_learn_on_tiny(tiny_dir, tiny, tmp_path, cache, model)
     run = train(config, out=tmp_path / model, dataset=tiny, progress=False)
     losses = [r["loss"] for r in run.history]
     assert losses[-1] < losses[0]
-    popular = MostPop(tiny.n_users, torch.as_tensor(tiny.item_popularity())).scorer()
+    popular = build_model("mostpop", tiny, {}, "cpu").scorer()
     mostpop_valid = split_evaluator(tiny, "valid", [20], 4096, "cpu").evaluate(popular)["recall@20"]
     assert run.metrics["valid"]["recall@20"] > mostpop_valid + 0.05
     if model == "synergraph":

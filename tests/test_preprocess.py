@@ -1,6 +1,7 @@
 """`synergraph preprocess`: raw Amazon files built inside the test, generic logs, bad input."""
 
 import gzip
+import importlib.util
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import app
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config
 from dgl_synergraph.data import load_dataset
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.training import train
@@ -189,9 +190,12 @@ def test_empty_after_k_core_and_existing_output(tmp_path):
     assert missing.exit_code == 1 and "no review file for category 'Garden'" in missing.output
 
 
-sentence_transformers = pytest.importorskip("sentence_transformers", reason="text extra not installed")
+# Only these two need the text extra; every other preprocess test runs without it.
+needs_text = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None,
+                                reason="text extra not installed")
 
 
+@needs_text
 def test_offline_minilm_puts_near_identical_titles_nearer(tmp_path):
     from dgl_synergraph.data.text import encode_texts
 
@@ -206,6 +210,7 @@ def test_offline_minilm_puts_near_identical_titles_nearer(tmp_path):
                                                 "stainless steel chef knife"], cache_dir=tmp_path), emb)
 
 
+@needs_text
 def test_amazon_with_text_features(tmp_path, monkeypatch):
     monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path / "cache"))
     make_raw_amazon(tmp_path / "raw")

@@ -8,7 +8,7 @@ import pytest
 
 from dgl_synergraph.data import load_dataset
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.models import build_model
 
 from conftest import shared_dataset_dir
 
@@ -35,7 +35,7 @@ def test_shared_dataset_loads_with_documented_counts(name):
 
 def test_mostpop_on_baby_matches_independent_computation():
     data = load_dataset(path=shared_dataset_dir("baby"), modalities=[])
-    model = MostPop(data.n_users, torch.as_tensor(data.item_popularity()))
+    model = build_model("mostpop", data, {}, "cpu")
     score = model.scorer()
     test = split_evaluator(data, "test", [20], 4096, "cpu").evaluate(score)
     valid = split_evaluator(data, "valid", [20], 4096, "cpu").evaluate(score)
@@ -46,7 +46,7 @@ def test_mostpop_on_baby_matches_independent_computation():
 
 def test_recommend_on_a_trained_baby_run(tmp_path):
     from dgl_synergraph.api import load_run
-    from dgl_synergraph.config import build_config
+    from dgl_synergraph import build_config
     from dgl_synergraph.training import train
 
     folder = shared_dataset_dir("baby")

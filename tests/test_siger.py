@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config
 from dgl_synergraph.data import Dataset
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.graphs.cooccurrence import cooccurrence_graph
 from dgl_synergraph.graphs.knn import cached_knn_graph
 from dgl_synergraph.losses import anchor_info_nce
-from dgl_synergraph.models.mostpop import MostPop
+from dgl_synergraph.models import build_model
 from dgl_synergraph.nn.multimodal import modulus_perturbation
 from dgl_synergraph.training import train
-from dgl_synergraph.training.runs import build_for_dataset
+from dgl_synergraph.training.trainer import model_for
 
 
 def dense_cooccurrence(pairs, n_users, n_items, k, cosine):
@@ -51,7 +51,7 @@ def test_siger_collaborative_graph_ignores_valid_and_test_interactions(tmp_path,
     data = Dataset(name="planted", n_users=4, n_items=5, train=train, valid=np.array([[1, 3]]),
                    test=np.array([[2, 4]]), features={"image": np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)})
     config = build_config({"dataset": "planted", "model": "siger", "embedding_dim": 4, "knn_k": 1, "cooc_k": 4, "beta": 1.0})
-    model = build_for_dataset(config, data, torch.device("cpu"))
+    model = model_for(config, data, torch.device("cpu"))
     dense = _relation_dense(model, "image", 5)  # beta = 1: only the collaborative graph
     assert dense[3, 4] == 0 and dense[4, 3] == 0 and dense[1, 3] == 0
     assert dense[0, 1] > 0 and dense[1, 0] > 0  # a training co-occurrence is an edge
@@ -96,7 +96,7 @@ def cache(tmp_path, monkeypatch):
 
 def _siger(tiny, **settings):
     config = build_config({"dataset": "tiny", "model": "siger", "embedding_dim": 8, "knn_k": 5, "cooc_k": 5, **settings})
-    return build_for_dataset(config, tiny, torch.device("cpu"))
+    return model_for(config, tiny, torch.device("cpu"))
 
 
 def _batch(tiny):
@@ -136,7 +136,7 @@ def test_siger_learns_on_tiny(tiny_dir, tiny, tmp_path, cache):
                            "embedding_dim": 16, "batch_size": 256, "lr": 0.01, "epochs": 20, "patience": 50})
     run = train(config, out=tmp_path / "siger", dataset=tiny, progress=False)
     assert run.history[-1]["loss"] < run.history[0]["loss"]
-    popular = MostPop(tiny.n_users, torch.as_tensor(tiny.item_popularity())).scorer()
+    popular = build_model("mostpop", tiny, {}, "cpu").scorer()
     mostpop_valid = split_evaluator(tiny, "valid", [20], 4096, "cpu").evaluate(popular)["recall@20"]
     assert run.metrics["valid"]["recall@20"] > mostpop_valid + 0.05
 

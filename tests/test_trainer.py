@@ -4,15 +4,17 @@ import json
 
 import pytest
 
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config
 from dgl_synergraph.errors import ConfigError
-from dgl_synergraph.training import train
+from dgl_synergraph.training import resume, train
 from dgl_synergraph.utils import atomic_write
 
 
 def _config(tiny_dir, **settings):
-    base = {"dataset": "tiny", "data_dir": str(tiny_dir), "embedding_dim": 16, "batch_size": 256,
+    base = {"dataset": "tiny", "data_dir": str(tiny_dir), "batch_size": 256,
             "lr": 0.01, "epochs": 30, "patience": 50, "checkpoint_every": 1}
+    if settings.get("model") != "mostpop":  # the one model without embeddings
+        base["embedding_dim"] = 16
     return build_config({**base, **settings})
 
 
@@ -37,7 +39,7 @@ def test_same_seed_same_run_and_resume_is_exact(tiny_dir, tiny, tmp_path):
     assert straight.metrics == again.metrics
 
     train(_config(tiny_dir, epochs=3), out=tmp_path / "c", dataset=tiny, progress=False)
-    resumed = train(_config(tiny_dir, epochs=6), resume=tmp_path / "c", progress=False)
+    resumed = resume(tmp_path / "c", epochs=6, progress=False)
     assert resumed.metrics["test"] == straight.metrics["test"]
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     saved = json.loads((tmp_path / "c" / "config.json").read_text())["config"]
@@ -60,8 +62,8 @@ def test_early_stopping_and_best_epoch_selection_use_validation(tiny_dir, tiny, 
 
 def test_config_layers_and_validation():
     config = build_config({"epochs": 5, "n_layers": 1}, {"epochs": 7})
-    assert config.epochs == 7 and config.model_params == {"n_layers": 1}
-    assert build_config({}).model_params == {"n_layers": 3}
+    assert config.epochs == 7 and config.model_params == {"embedding_dim": 64, "n_layers": 1, "reg_weight": 1e-4}
+    assert build_config({}).model_params == {"embedding_dim": 64, "n_layers": 3, "reg_weight": 1e-4}
     with pytest.raises(ConfigError, match="valid_metric"):
         build_config({"valid_metric": "auc@20"})
     with pytest.raises(ConfigError, match="has no setting 'n_layers'"):

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cli.main import app
 from dgl_synergraph import load_run
-from dgl_synergraph.config import build_config
+from dgl_synergraph import build_config
 from dgl_synergraph.errors import DataError
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.reports.report import RunRecord, find_runs, group_rows, sensitivity_points
@@ -91,9 +91,11 @@ def test_report_groups_seeds_and_writes_plots(tiny_dir, tiny, tmp_path):
     result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--out", str(tmp_path / "r" / "report.md")])
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "report.md").read_text()
-    assert "| tiny    | lightgcn | n_layers=3      | 1,2   |" in page  # varies among lightgcn runs
-    assert "| tiny    | lightgcn | n_layers=1      | 999   |" in page  # differs from the default
-    assert "| tiny    | bpr      | defaults        | 999   |" in page
+    # n_layers=3 varies among lightgcn runs; n_layers=1 and embedding_dim=8 differ from the defaults
+    assert "| tiny    | lightgcn | embedding_dim=8, n_layers=3 | 1,2   |" in page
+    assert "| tiny    | lightgcn | embedding_dim=8, n_layers=1 | 999   |" in page
+    assert "| tiny    | bpr      | embedding_dim=8             | 999   |" in page
+    assert "| tiny    | mostpop  | defaults                    | 999   |" in page
     assert " ± " in page and "![training curves](report_curves.png)" in page
     for png in ("report_curves.png", "report_recall20.png"):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
@@ -145,11 +147,11 @@ class FakeTrainer:
     def __init__(self, crash_at=None):
         self.calls, self.crash_at = [], crash_at
 
-    def __call__(self, config, out=None, resume=None, progress=True):
-        self.calls.append((config.model_params.get("n_layers"), config.reg_weight, config.seed))
+    def __call__(self, config, out=None, progress=True):
+        self.calls.append((config.model_params.get("n_layers"), config.model_params["reg_weight"], config.seed))
         if self.crash_at is not None and len(self.calls) == self.crash_at:
             raise KeyboardInterrupt
-        layers, reg = config.model_params["n_layers"], config.reg_weight
+        layers, reg = config.model_params["n_layers"], config.model_params["reg_weight"]
         # n_layers=3 is best on TEST but worst on validation; reg 0.001 wins on validation
         valid = 0.1 * layers + (0.05 if reg == 0.001 else 0) if layers != 3 else 0.01
         test = 0.99 if layers == 3 else valid
@@ -170,11 +172,11 @@ def test_sweep_picks_on_validation_reruns_seeds_and_resumes(tmp_path):
     grid = {"n_layers": [1, 2, 3], "reg_weight": [0.0001, 0.001]}
     crashing = FakeTrainer(crash_at=4)
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(base, grid, seeds=2, out=tmp_path, train_fn=crashing, progress=False, report=False)
+        run_sweep([base], grid, seeds=2, out=tmp_path, train_fn=crashing, progress=False, report=False)
     assert json.loads((tmp_path / "sweep.json").read_text())["cells"].__len__() == 3
 
     resumed = FakeTrainer()
-    summary = run_sweep(base, grid, seeds=2, out=tmp_path, train_fn=resumed, progress=False, report=False)
+    summary = run_sweep([base], grid, seeds=2, out=tmp_path, train_fn=resumed, progress=False, report=False)
     # only the 3 unfinished cells and the one extra seed are trained on resume
     # (the 4th cell, n_layers=2 reg=0.001, was interrupted; seed 7 of the winner is that cell)
     assert resumed.calls == [(2, 0.001, 7), (3, 0.0001, 7), (3, 0.001, 7), (2, 0.001, 8)]
@@ -185,7 +187,7 @@ def test_sweep_picks_on_validation_reruns_seeds_and_resumes(tmp_path):
 
 def test_real_sweep_on_tiny(tiny_dir, tmp_path):
     base = {"dataset": "tiny", "data_dir": str(tiny_dir), "model": "lightgcn", "epochs": 3, "embedding_dim": 8}
-    summary = run_sweep(base, {"n_layers": [1, 2], "lr": [0.001, 0.01]}, seeds=2, out=tmp_path, progress=False)
+    summary = run_sweep([base], {"n_layers": [1, 2], "lr": [0.001, 0.01]}, seeds=2, out=tmp_path, progress=False)
     assert len(summary["cells"]) == 4 and len(summary["seed_runs"]) == 2
     best = max(summary["cells"], key=lambda c: c["valid"]["recall@20"])
     assert summary["selected"]["settings"] == best["settings"]

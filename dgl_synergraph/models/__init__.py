@@ -1,6 +1,9 @@
-"""Models and the registry that builds them by name."""
+"""Models and the registry that builds them by name.
 
-from dgl_synergraph.models.base import Recommender
-from dgl_synergraph.models.registry import MODELS, ModelContext, build_model, get_model_entry, resolve_model_params
+Model classes are imported from their own modules (``dgl_synergraph.models.mgcn``); this package
+only re-exports the registry, which imports no torch until a model is built.
+"""
 
-__all__ = ["MODELS", "ModelContext", "Recommender", "build_model", "get_model_entry", "resolve_model_params"]
+from dgl_synergraph.models.registry import MODELS, build_model, get_model_entry, resolve_model_params
+
+__all__ = ["MODELS", "build_model", "get_model_entry", "resolve_model_params"]

@@ -7,9 +7,24 @@ from typing import Callable
 import torch
 from torch import nn
 
+from dgl_synergraph.errors import require
+
+
+def positive(**values: float) -> None:
+    """Reject any value <= 0, naming it (``positive(cl_temperature=t)``)."""
+    for name, value in values.items():
+        require(value > 0, f"{name}: must be > 0, got {value}")
+
+
+def non_negative(**values: float) -> None:
+    """Reject any value < 0, naming it (layer counts, loss weights)."""
+    for name, value in values.items():
+        require(value >= 0, f"{name}: must be >= 0, got {value}")
+
 
 def xavier_table(rows: int, dim: int) -> nn.Parameter:
     """An ID embedding table with Xavier-uniform initialisation (MMRec's default)."""
+    positive(embedding_dim=dim)
     return nn.Parameter(nn.init.xavier_uniform_(torch.empty(rows, dim)))
 
 

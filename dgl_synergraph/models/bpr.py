@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import dgl
 
+from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
-from dgl_synergraph.models.base import Recommender, xavier_table
+from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
 
 
 class BPRMF(Recommender):
-    def __init__(self, n_users: int, n_items: int, embedding_dim: int, reg_weight: float):
+    """Matrix factorisation with the BPR loss.
+
+    Args:
+        embedding_dim: size of the user and item embeddings.
+        reg_weight: L2 weight on the batch's user, positive and negative embeddings.
+    """
+
+    def __init__(self, graph: dgl.DGLGraph, *, embedding_dim: int = 64, reg_weight: float = 1e-4):
         super().__init__()
-        self.user_embedding = xavier_table(n_users, embedding_dim)
-        self.item_embedding = xavier_table(n_items, embedding_dim)
+        non_negative(reg_weight=reg_weight)
+        self.user_embedding = xavier_table(graph.num_nodes(USER), embedding_dim)
+        self.item_embedding = xavier_table(graph.num_nodes(ITEM), embedding_dim)
         self.reg_weight = reg_weight
 
     def embeddings(self):

@@ -5,33 +5,54 @@ ID embeddings, added to a LightGCN user-item view whose edges are pruned each ep
 from __future__ import annotations
 
 import dgl
-import numpy as np
 import torch
 from torch import nn
 
-from dgl_synergraph.graphs.hetero import ITEM, USER, build_heterograph, degree_norm
+from dgl_synergraph.errors import require
+from dgl_synergraph.graphs.hetero import INTERACTS, ITEM, USER, build_heterograph, degree_norm
+from dgl_synergraph.graphs.recipes import MIXED_RELATION
 from dgl_synergraph.losses import bpr_loss
-from dgl_synergraph.models.base import Recommender, xavier_table
+from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
-MIXED_RELATION = "knn_mm"
-
 
 class FREEDOM(Recommender):
+    """FREEDOM: frozen mixed kNN item graph + pruned LightGCN.
+
+    ``graph`` carries the mixed relation built by ``graphs.recipes.freedom_mixed`` from
+    ``modalities``, ``knn_k`` and ``image_weight``; ``features`` holds those modalities' tables.
+
+    Args:
+        embedding_dim: size of the ID embeddings and of every projected modality.
+        reg_weight: weight of the modality BPR terms (MMRec FREEDOM's reg_weight).
+        modalities: "all", or a comma list of feature names such as "text" or "image,text".
+        knn_k: neighbours per item in each (binary) modality kNN graph.
+        image_weight: share of the image graph in the mixed graph; the rest is spread over the others.
+        n_ui_layers: LightGCN layers of the user-item view.
+        n_mm_layers: propagation layers over the mixed item-item graph.
+        dropout: share of user-item edges pruned each epoch (degree-sensitive), in [0, 1).
+        finetune_features: train the raw feature tables too (MMRec does); False keeps them frozen.
+    """
+
     def __init__(
         self,
         graph: dgl.DGLGraph,
         features: dict[str, torch.Tensor],
-        train_pairs: np.ndarray,
-        embedding_dim: int,
-        modality_bpr_weight: float,
+        *,
+        embedding_dim: int = 64,
+        reg_weight: float = 1e-4,
+        modalities: str = "all",
+        knn_k: int = 10,
+        image_weight: float = 0.1,
         n_ui_layers: int = 2,
         n_mm_layers: int = 1,
         dropout: float = 0.8,
         finetune_features: bool = True,
     ):
         super().__init__()
+        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_mm_layers=n_mm_layers)
+        require(0 <= dropout < 1, f"dropout: must be in [0, 1), got {dropout}")
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.n_users, self.n_items, self.n_ui_layers = n_users, n_items, n_ui_layers
         self.user_embedding = xavier_table(n_users, embedding_dim)
@@ -41,12 +62,11 @@ class FREEDOM(Recommender):
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
         self.train_encoder = self.ui_encoder
         self.mm_encoder = ItemGraphEncoder(graph, MIXED_RELATION, n_mm_layers)
-        self.modality_bpr_weight = modality_bpr_weight
+        self.modality_bpr_weight = reg_weight
         self.dropout = dropout
-        self.train_pairs = train_pairs
+        users, items = graph.edges(etype=INTERACTS)  # the training pairs, in their original order
+        self.train_pairs = torch.stack([users, items], dim=1)
         # Sampling weight of each edge: its symmetric-normalised value 1/sqrt(d_u d_i).
-        users = torch.as_tensor(train_pairs[:, 0])
-        items = torch.as_tensor(train_pairs[:, 1])
         d_u = degree_norm(torch.bincount(users, minlength=n_users))
         d_i = degree_norm(torch.bincount(items, minlength=n_items))
         self.edge_weight = d_u[users] * d_i[items]
@@ -58,7 +78,7 @@ class FREEDOM(Recommender):
             return
         keep = int(len(self.edge_weight) * (1.0 - self.dropout))
         kept = torch.multinomial(self.edge_weight, keep, replacement=False)
-        pruned = build_heterograph(self.n_users, self.n_items, self.train_pairs[kept.numpy()])
+        pruned = build_heterograph(self.n_users, self.n_items, self.train_pairs[kept])
         self.train_encoder = LightGCNEncoder(pruned, self.n_ui_layers).to(self.user_embedding.device)
 
     def _forward(self, encoder: LightGCNEncoder) -> tuple[torch.Tensor, torch.Tensor]:

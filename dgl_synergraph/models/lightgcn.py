@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import dgl
 
+from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
-from dgl_synergraph.models.base import Recommender, xavier_table
+from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
 from dgl_synergraph.nn.propagation import LightGCNEncoder
 
 
 class LightGCN(Recommender):
-    def __init__(self, graph: dgl.DGLGraph, embedding_dim: int, n_layers: int, reg_weight: float):
+    """LightGCN on the user-item graph.
+
+    Args:
+        embedding_dim: size of the layer-0 user and item embeddings.
+        n_layers: propagation layers; the output is the mean of layers 0..n_layers.
+        reg_weight: L2 weight on the batch's layer-0 embeddings.
+    """
+
+    def __init__(self, graph: dgl.DGLGraph, *, embedding_dim: int = 64, n_layers: int = 3, reg_weight: float = 1e-4):
         super().__init__()
-        n_users, n_items = graph.num_nodes("user"), graph.num_nodes("item")
-        self.user_embedding = xavier_table(n_users, embedding_dim)
-        self.item_embedding = xavier_table(n_items, embedding_dim)
+        non_negative(n_layers=n_layers, reg_weight=reg_weight)
+        self.user_embedding = xavier_table(graph.num_nodes(USER), embedding_dim)
+        self.item_embedding = xavier_table(graph.num_nodes(ITEM), embedding_dim)
         self.encoder = LightGCNEncoder(graph, n_layers)
         self.reg_weight = reg_weight
 

@@ -7,14 +7,16 @@ SynerGraph (``models/synergraph.py``) extends this module; MODELS.md 1.4 explain
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import dgl
 import torch
 from torch import nn
 
 from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender, xavier_table
+from dgl_synergraph.models.base import Recommender, non_negative, positive, xavier_table
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -34,17 +36,38 @@ class MultimodalViews:
     purified: dict[str, torch.Tensor]  # per-modality item inputs of the item-item encoder
 
 
-def knn_relation(modality: str) -> str:
-    return f"knn_{modality}"
-
-
 class MGCN(Recommender):
+    """MGCN: purifier, item-item + user-item views, fuser, InfoNCE.
+
+    ``graph`` carries one kNN relation per modality, built by ``graphs.recipes.modality_knn``
+    from ``modalities`` and the ``knn_*`` settings; ``features`` holds those modalities' tables.
+
+    Args:
+        embedding_dim: size of the ID embeddings and of every projected modality.
+        reg_weight: L2 weight on the batch's final user, positive and negative embeddings.
+        modalities: "all", or a comma list of feature names such as "text" or "image,text".
+        knn_k: neighbours per item in each modality kNN graph.
+        knn_weighting: kNN edge weights: cosine "similarity" or "binary" (1 per kept neighbour).
+        knn_self_loop: whether an item may be its own neighbour in the kNN graph.
+        n_ui_layers: LightGCN layers of the user-item view.
+        n_ii_layers: propagation layers over each item-item graph.
+        cl_weight: weight of the InfoNCE between side (modality) and content views; 0 = off.
+        cl_temperature: InfoNCE temperature.
+        purifier: gate each projected modality by the item ID embedding (MGCN's purifier).
+        finetune_features: train the raw feature tables too (MMRec does); False keeps them frozen.
+    """
+
     def __init__(
         self,
         graph: dgl.DGLGraph,
         features: dict[str, torch.Tensor],
-        embedding_dim: int,
-        reg_weight: float,
+        *,
+        embedding_dim: int = 64,
+        reg_weight: float = 1e-4,
+        modalities: str = "all",
+        knn_k: int = 10,
+        knn_weighting: Literal["similarity", "binary"] = "similarity",
+        knn_self_loop: bool = True,
         n_ui_layers: int = 2,
         n_ii_layers: int = 1,
         cl_weight: float = 0.01,
@@ -55,6 +78,8 @@ class MGCN(Recommender):
         super().__init__()
         if not features:
             raise ValueError("a multimodal model needs at least one modality")
+        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers)
+        positive(cl_temperature=cl_temperature)
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.user_embedding = xavier_table(n_users, embedding_dim)

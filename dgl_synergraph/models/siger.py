@@ -6,7 +6,7 @@ reconstructed as MODELS.md section 2.4 says:
   behaviour-gated purified ID embeddings (``"purified"``, MODELS.md 2.4e's alternative, the
   default: see docs/results.md) propagated over that modality's
   kNN graph INFUSED with the collaborative co-occurrence graph ((1 - beta) S^m + beta S^c, built
-  in the registry), users as the normalised sum of their items -> s^m;
+  by ``graphs.recipes.siger_infused``), users as the normalised sum of their items -> s^m;
 - fusion s = mean_m s^m, final e = b + s, scored by dot product;
 - modulus-based perturbation (noise norm eps * ||z||) gives two views of the fused semantic
   representation for an in-batch InfoNCE (scoring never perturbs);
@@ -16,35 +16,71 @@ reconstructed as MODELS.md section 2.4 says:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import dgl
 import torch
 from torch import nn
 
 from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.recipes import semantic_relation
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender, xavier_table
+from dgl_synergraph.models.base import Recommender, non_negative, positive, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
 
-SEMANTIC_INPUTS = ("purified", "linear")
-
-
-def semantic_relation(modality: str) -> str:
-    return f"semantic_{modality}"
-
 
 class SIGER(Recommender):
+    """SIGER: collaborative-infused semantic graphs, perturbation CL, dual alignment.
+
+    ``graph`` carries one infused semantic relation per modality, built by
+    ``graphs.recipes.siger_infused`` from ``modalities``, ``knn_*``, ``cooc_*``, ``beta`` and
+    ``infusion``; ``features`` holds those modalities' tables (always frozen).
+
+    Args:
+        embedding_dim: size of the ID embeddings and of every projected modality.
+        reg_weight: L2 weight on the batch's layer-0 ID embeddings.
+        modalities: "all", or a comma list of feature names such as "text" or "image,text".
+        knn_k: neighbours per item in each modality kNN graph.
+        knn_weighting: kNN edge weights: cosine "similarity" or "binary".
+        cooc_k: neighbours per item in the training co-occurrence graph.
+        cooc_cosine: weight co-occurrence edges by cosine (counts / sqrt of degrees) instead of raw counts.
+        beta: share of the co-occurrence graph in each semantic graph, in [0, 1]; 0 = no infusion.
+        infusion: "mix" mixes normalised graphs; "add_then_normalise" normalises the mixed raw weights.
+        n_ui_layers: LightGCN layers of the behaviour encoder.
+        n_sem_layers: propagation layers of each semantic encoder.
+        eps: perturbation size: noise of norm eps * ||z|| per node.
+        perturb_layers: perturb after "all" semantic layers or only the "last".
+        perturb_inverse: every row gets noise of norm eps * mean ||z|| (inverse to the modulus) instead.
+        cl_weight: weight of the InfoNCE between two perturbed semantic views; 0 = off.
+        cl_temperature: temperature of that InfoNCE.
+        anchor_weight: weight of the anchor InfoNCE binding each modality to the behaviour anchor.
+        anchor_temperature: temperature of the anchor InfoNCE.
+        anchor_multi_positive: count every modality of the same node as a positive in the anchor InfoNCE.
+        align_weight: weight of the InfoNCE between behaviour and fused semantic embeddings.
+        align_temperature: temperature of that InfoNCE.
+        semantic_input: "purified" (item IDs gated by the projected features) or "linear" (the projections).
+    """
+
     def __init__(
         self,
         graph: dgl.DGLGraph,
         features: dict[str, torch.Tensor],
-        embedding_dim: int,
-        reg_weight: float,
+        *,
+        embedding_dim: int = 64,
+        reg_weight: float = 1e-4,
+        modalities: str = "all",
+        knn_k: int = 10,
+        knn_weighting: Literal["similarity", "binary"] = "similarity",
+        cooc_k: int = 10,
+        cooc_cosine: bool = True,
+        beta: float = 0.5,
+        infusion: Literal["mix", "add_then_normalise"] = "mix",
         n_ui_layers: int = 2,
         n_sem_layers: int = 1,
         eps: float = 0.1,
-        perturb_layers: str = "all",
+        perturb_layers: Literal["all", "last"] = "all",
         perturb_inverse: bool = False,
         cl_weight: float = 0.01,
         cl_temperature: float = 0.2,
@@ -53,13 +89,12 @@ class SIGER(Recommender):
         anchor_multi_positive: bool = False,
         align_weight: float = 0.01,
         align_temperature: float = 0.2,
-        semantic_input: str = "purified",
+        semantic_input: Literal["purified", "linear"] = "purified",
     ):
         super().__init__()
-        if perturb_layers not in ("all", "last"):
-            raise ValueError("perturb_layers must be 'all' or 'last'")
-        if semantic_input not in SEMANTIC_INPUTS:
-            raise ValueError(f"semantic_input must be one of {SEMANTIC_INPUTS}")
+        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers, eps=eps)
+        positive(cl_temperature=cl_temperature, anchor_temperature=anchor_temperature,
+                 align_temperature=align_temperature)
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.user_embedding = xavier_table(n_users, embedding_dim)

@@ -16,13 +16,16 @@ Circle-loss placements (``circle_on``):
 
 from __future__ import annotations
 
+from typing import Literal
+
+import dgl
 import torch
 import torch.nn.functional as F
 
+from dgl_synergraph.errors import require
 from dgl_synergraph.losses import circle_loss
+from dgl_synergraph.models.base import non_negative, positive
 from dgl_synergraph.models.mgcn import MGCN, MultimodalViews
-
-CIRCLE_PLACEMENTS = ("user_fused", "purifier", "side_content", "both")
 
 
 def _in_batch_circle(anchor: torch.Tensor, positive: torch.Tensor, margin: float, gamma: float) -> torch.Tensor:
@@ -33,11 +36,41 @@ def _in_batch_circle(anchor: torch.Tensor, positive: torch.Tensor, margin: float
 
 
 class SynerGraph(MGCN):
-    def __init__(self, *args, circle_weight: float = 0.001, circle_on: str = "user_fused", circle_margin: float = 0.25,
-                 circle_gamma: float = 64.0, circle_in_batch_negatives: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        if circle_on not in CIRCLE_PLACEMENTS:
-            raise ValueError(f"circle_on must be one of {CIRCLE_PLACEMENTS}")
+    """SynerGraph: MGCN-style views, top-K graphs, purifier circle loss.
+
+    Every MGCN hyperparameter applies; the ones declared here change MGCN's default.
+
+    Args:
+        knn_k: neighbours per item in each modality kNN graph (the paper's top-K).
+        cl_weight: weight of MGCN's InfoNCE; off by default (the circle loss replaces it).
+        finetune_features: train the raw feature tables too; frozen by default.
+        circle_weight: weight of the purifier circle loss; 0 switches it off.
+        circle_on: where the circle loss applies: user_fused, purifier, side_content or both.
+        circle_margin: circle-loss relaxation margin m, in [0, 1).
+        circle_gamma: circle-loss scale factor gamma.
+        circle_in_batch_negatives: with user_fused, the other in-batch fused items are negatives too.
+    """
+
+    def __init__(
+        self,
+        graph: dgl.DGLGraph,
+        features: dict[str, torch.Tensor],
+        *,
+        knn_k: int = 30,
+        cl_weight: float = 0.0,
+        finetune_features: bool = False,
+        circle_weight: float = 0.001,
+        circle_on: Literal["user_fused", "purifier", "side_content", "both"] = "user_fused",
+        circle_margin: float = 0.25,
+        circle_gamma: float = 64.0,
+        circle_in_batch_negatives: bool = False,
+        **kwargs,
+    ):
+        non_negative(circle_weight=circle_weight)
+        require(0 <= circle_margin < 1, f"circle_margin: must be in [0, 1), got {circle_margin}")
+        positive(circle_gamma=circle_gamma)
+        super().__init__(graph, features, knn_k=knn_k, cl_weight=cl_weight, finetune_features=finetune_features,
+                         **kwargs)
         self.circle_weight = circle_weight
         self.circle_on = circle_on
         self.circle_margin = circle_margin

@@ -3,7 +3,6 @@ Markdown page that embeds them."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from statistics import mean, stdev
 from typing import Any
 
 from dgl_synergraph.errors import RunError
+from dgl_synergraph.models.registry import MODELS
+from dgl_synergraph.training.rundir import METRICS_FILE
 from dgl_synergraph.reports.tables import text_table
 from dgl_synergraph.utils import atomic_write
 
@@ -37,35 +38,30 @@ class RunRecord:
 
 
 def find_runs(paths: list[str | Path]) -> list[RunRecord]:
-    """Run directories named directly, or found one level below a folder (e.g. ``runs/``)."""
+    """Run directories named directly, or found one or two levels below a folder (e.g. ``runs/``),
+    read through ``api.load_run`` (config, metrics and history; no model is loaded)."""
+    from dgl_synergraph.api import load_run
+
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "metrics.json").is_file():
+        if (path / METRICS_FILE).is_file():
             found.append(path)
         elif path.is_dir():
-            found += sorted(p.parent for p in path.glob("*/metrics.json"))
-            found += sorted(p.parent for p in path.glob("*/*/metrics.json"))
+            found += sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}"))
+            found += sorted(p.parent for p in path.glob(f"*/*/{METRICS_FILE}"))
         else:
             raise RunError(f"{path}: not a run directory (no metrics.json) nor a folder of runs")
     if not found:
         raise RunError(f"no finished runs (metrics.json) under {', '.join(map(str, paths))}")
     records = []
-    for run in dict.fromkeys(found):
-        config = json.loads((run / "config.json").read_text())["config"]
-        metrics = json.loads((run / "metrics.json").read_text())
-        history = []
-        if (run / "history.csv").is_file():
-            with open(run / "history.csv", newline="") as handle:
-                history = list(csv.DictReader(handle))
-        records.append(RunRecord(run, config, metrics, history))
+    for run in map(load_run, dict.fromkeys(found)):
+        records.append(RunRecord(run.run_dir, run.config.model_dump(), run.metrics, run.history))
     return records
 
 
 def _short_params(record: RunRecord, all_records: list[RunRecord]) -> str:
     """Hyperparameters that differ from the model's defaults for that dataset, or that vary among
     runs of the same model: what a reader needs to tell configurations apart."""
-    from dgl_synergraph.models.registry import MODELS
-
     model, dataset = record.config["model"], record.config["dataset"]
     entry = MODELS.get(model)
     defaults = {**entry.defaults, **entry.dataset_defaults.get(dataset, {})} if entry else {}

@@ -1,7 +1,7 @@
-"""Training: negative sampler, the shared loop, run directories."""
+"""Training: negative sampling, the shared loop (``train``, ``resume``, ``train_epoch``), run
+directories and sweeps."""
 
-from dgl_synergraph.training.runs import LoadedRun, load_run
-from dgl_synergraph.training.sampler import NegativeSampler
-from dgl_synergraph.training.trainer import RunResult, train
+from dgl_synergraph.training.configure import build_config
+from dgl_synergraph.training.trainer import RunResult, resume, train, train_epoch
 
-__all__ = ["LoadedRun", "NegativeSampler", "RunResult", "load_run", "train"]
+__all__ = ["RunResult", "build_config", "resume", "train", "train_epoch"]

@@ -45,3 +45,25 @@ class NegativeSampler:
             negatives[todo] = draw(len(todo))
             todo = todo[self.is_positive(users[todo], negatives[todo])]
         raise RuntimeError("negative sampling did not converge")  # unreachable with the check above
+
+
+class BPRBatches:
+    """One epoch of (user, positive, negative) batches: the training pairs shuffled, one fresh
+    negative per pair, cut into ``batch_size`` slices."""
+
+    def __init__(self, train_pairs: np.ndarray, n_items: int, generator: torch.Generator):
+        self.users = torch.as_tensor(train_pairs[:, 0])
+        self.items = torch.as_tensor(train_pairs[:, 1])
+        self.sampler = NegativeSampler(train_pairs, n_items, generator)
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def epoch(self, batch_size: int):
+        order = torch.randperm(len(self.users), generator=self.generator)
+        users, positives = self.users[order], self.items[order]
+        negatives = self.sampler.sample(users)
+        for start in range(0, len(users), batch_size):
+            stop = start + batch_size
+            yield users[start:stop], positives[start:stop], negatives[start:stop]

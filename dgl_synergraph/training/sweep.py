@@ -13,7 +13,6 @@ resumed from its checkpoint.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import shutil
@@ -23,13 +22,14 @@ from typing import Any, Callable
 
 import yaml
 
-from dgl_synergraph.config import RunConfig, build_config
+from dgl_synergraph.config import RunConfig
 from dgl_synergraph.errors import ConfigError
-from dgl_synergraph.training.runs import CHECKPOINT_FILE, METRICS_FILE
-from dgl_synergraph.training.trainer import RunResult, train
+from dgl_synergraph.training.configure import build_config
+from dgl_synergraph.training.rundir import CHECKPOINT_FILE, METRICS_FILE, read_metrics, runs_root
+from dgl_synergraph.training.trainer import RunResult, resume, train
 from dgl_synergraph.utils import write_json
 
-log = logging.getLogger("synergraph")
+log = logging.getLogger(__name__)
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
@@ -64,36 +64,41 @@ def select_best(cells: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     return max(cells, key=lambda cell: (cell["valid"][metric], -cell["index"]))
 
 
-def _run_or_resume(config: RunConfig, run_dir: Path, train_fn: Callable[..., RunResult], progress: bool) -> dict:
+def _run_or_resume(config: RunConfig, run_dir: Path, train_fn: Callable[..., RunResult],
+                   resume_fn: Callable[..., RunResult], progress: bool) -> dict:
     if (run_dir / METRICS_FILE).is_file():
         log.info("sweep: %s already finished", run_dir)
-        return json.loads((run_dir / METRICS_FILE).read_text())
+        return read_metrics(run_dir)
     if (run_dir / CHECKPOINT_FILE).is_file():
         log.info("sweep: resuming %s", run_dir)
-        return train_fn(None, resume=run_dir, progress=progress).metrics
+        return resume_fn(run_dir, progress=progress).metrics
     if run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: nothing to keep
     return train_fn(config, out=run_dir, progress=progress).metrics
 
 
-def run_sweep(base: dict[str, Any], grid: dict[str, list[Any]], seeds: int, out: str | Path,
-              train_fn: Callable[..., RunResult] = train, progress: bool = True, report: bool = True) -> dict[str, Any]:
-    """Train every grid cell on ``base``'s seed, pick the best on validation, rerun it on
-    ``seeds`` seeds (base seed, +1, ...), and write ``sweep.json`` (and a report)."""
+def run_sweep(base: list[dict[str, Any]], grid: dict[str, list[Any]], seeds: int, out: str | Path | None = None,
+              train_fn: Callable[..., RunResult] = train, resume_fn: Callable[..., RunResult] = resume,
+              progress: bool = True, report: bool = True) -> dict[str, Any]:
+    """Train every grid cell over the ``base`` layers of settings (as ``build_config`` merges
+    them) on the base seed, pick the best on validation, rerun it on ``seeds`` seeds (base seed,
+    +1, ...), and write ``sweep.json`` (and a report) to ``out`` (default
+    ``<runs>/sweep-<dataset>-<model>``)."""
     if seeds < 1:
         raise ConfigError("--seeds: must be at least 1")
-    out = Path(out)
     keys = list(grid)
     settings_list = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
-    configs = [build_config(base, s) for s in settings_list]  # validate every cell before training any
+    configs = [build_config(*base, s) for s in settings_list]  # validate every cell before training any
+    out = Path(out) if out is not None else runs_root() / f"sweep-{configs[0].dataset}-{configs[0].model}"
     metric = configs[0].valid_metric
     first_seed = configs[0].seed
-    summary: dict[str, Any] = {"base": base, "grid": grid, "seeds": seeds, "selection_metric": f"valid {metric}",
-                               "cells": [], "selected": None, "seed_runs": []}
+    merged_base = {k: v for layer in base for k, v in layer.items() if v is not None}
+    summary: dict[str, Any] = {"base": merged_base, "out": str(out), "grid": grid, "seeds": seeds,
+                               "selection_metric": f"valid {metric}", "cells": [], "selected": None, "seed_runs": []}
     for index, (settings, config) in enumerate(zip(settings_list, configs)):
         run_dir = out / "cells" / cell_name(settings) / f"seed{first_seed}"
         log.info("sweep: cell %d/%d %s", index + 1, len(configs), settings)
-        metrics = _run_or_resume(config, run_dir, train_fn, progress)
+        metrics = _run_or_resume(config, run_dir, train_fn, resume_fn, progress)
         summary["cells"].append({"index": index, "settings": settings, "run": str(run_dir),
                                  "valid": metrics["valid"], "test": metrics["test"]})
         write_json(out / "sweep.json", summary)
@@ -103,8 +108,8 @@ def run_sweep(base: dict[str, Any], grid: dict[str, list[Any]], seeds: int, out:
     log.info("sweep: selected %s (valid %s %.4f)", best["settings"], metric, best["valid"][metric])
     for seed in range(first_seed, first_seed + seeds):
         run_dir = out / "cells" / cell_name(best["settings"]) / f"seed{seed}"
-        config = build_config(base, best["settings"], {"seed": seed})
-        metrics = _run_or_resume(config, run_dir, train_fn, progress)
+        config = build_config(*base, best["settings"], {"seed": seed})
+        metrics = _run_or_resume(config, run_dir, train_fn, resume_fn, progress)
         summary["seed_runs"].append({"seed": seed, "run": str(run_dir), "valid": metrics["valid"], "test": metrics["test"]})
         write_json(out / "sweep.json", summary)
     summary["test_mean_std"] = {
@@ -117,5 +122,5 @@ def run_sweep(base: dict[str, Any], grid: dict[str, list[Any]], seeds: int, out:
         from dgl_synergraph.reports.report import build_report
 
         runs = [cell["run"] for cell in summary["cells"]] + [r["run"] for r in summary["seed_runs"]]
-        build_report(list(dict.fromkeys(runs)), out / "report.md", title=f"Sweep: {base.get('model')} on {base.get('dataset')}")
+        build_report(list(dict.fromkeys(runs)), out / "report.md", title=f"Sweep: {configs[0].model} on {configs[0].dataset}")
     return summary

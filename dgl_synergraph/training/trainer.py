@@ -1,5 +1,9 @@
 """The training loop shared by every model: BPR batches, early stopping on validation,
-test at the best validation epoch, checkpoints and resume."""
+test at the best validation epoch, checkpoints and resume.
+
+``train(config)`` starts a run, ``resume(run_dir)`` continues one, and ``train_epoch`` is the one
+epoch both of them (and ``benchmarks/``) run.
+"""
 
 from __future__ import annotations
 
@@ -21,23 +25,25 @@ from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.data.loader import load_dataset
 from dgl_synergraph.errors import ConfigError, RunError, SynergraphError
 from dgl_synergraph.evaluation.evaluator import split_evaluator
-from dgl_synergraph.training.runs import (
+from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.registry import build_model
+from dgl_synergraph.training.rundir import (
     CONFIG_FILE,
     LOG_FILE,
-    METRICS_FILE,
-    build_for_dataset,
     default_run_dir,
     load_checkpoint,
     load_model_state,
-    read_json,
+    read_saved,
     save_checkpoint,
     write_config,
     write_history,
+    write_metrics,
 )
-from dgl_synergraph.training.sampler import NegativeSampler
-from dgl_synergraph.utils import resolve_device, seed_everything, write_json
+from dgl_synergraph.training.sampler import BPRBatches
+from dgl_synergraph.utils import resolve_device, seed_everything
 
-log = logging.getLogger("synergraph")
+log = logging.getLogger(__name__)
+package_log = logging.getLogger("dgl_synergraph")  # the run's train.log collects every library message
 
 
 @dataclass
@@ -50,7 +56,6 @@ class TrainState:
     stale_evals: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_model_state: dict[str, torch.Tensor] | None = None
-    finished: bool = False
 
 
 @dataclass
@@ -89,9 +94,9 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
     handler = logging.FileHandler(run_dir / LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
-    log.addHandler(handler)
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
+    package_log.addHandler(handler)
+    if package_log.level == logging.NOTSET or package_log.level > logging.INFO:
+        package_log.setLevel(logging.INFO)
     return handler
 
 
@@ -99,29 +104,36 @@ def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
     return " ".join(f"{k}={metrics[k]:.4f}" for k in keys if k in metrics)
 
 
-def train(
-    config: RunConfig,
-    out: str | Path | None = None,
-    resume: str | Path | None = None,
-    dataset: Dataset | None = None,
-    progress: bool = True,
-) -> RunResult:
-    """Train ``config`` (or continue the run in ``resume``) and write its run directory.
+def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
+    """The model ``config`` describes, on ``device``, freshly initialised from the config's seed."""
+    torch.manual_seed(config.seed)
+    return build_model(config.model, dataset, config.model_params, device)
 
-    With ``resume``, the run's own config is used except ``epochs``, which may be raised to
-    train further.
-    """
-    if resume is not None:
-        run_dir = Path(resume)
-        saved = read_json(run_dir / CONFIG_FILE, "the run's configuration")["config"]
-        epochs_raised = config is not None and config.epochs > saved["epochs"]
-        saved["epochs"] = config.epochs if epochs_raised else saved["epochs"]
-        config = RunConfig(**saved)
-    else:
-        run_dir = Path(out) if out is not None else default_run_dir(config)
-        if (run_dir / CONFIG_FILE).exists():
-            raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it)")
 
+def train(config: RunConfig, out: str | Path | None = None, dataset: Dataset | None = None,
+          progress: bool = True) -> RunResult:
+    """Train ``config`` and write its run directory (``out``, default ``runs/<dataset>-<model>-<time>``)."""
+    run_dir = Path(out) if out is not None else default_run_dir(config)
+    if (run_dir / CONFIG_FILE).exists():
+        raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it)")
+    return _start(config, run_dir, dataset, progress, resuming=False)
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, progress: bool = True) -> RunResult:
+    """Continue the run in ``run_dir`` from its last checkpoint with its saved config; ``epochs``
+    may raise the run's epoch limit to train further."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"--resume {run_dir}: no such run directory")
+    config, _ = read_saved(run_dir)
+    raised = epochs is not None and epochs > config.epochs
+    if raised:
+        config = config.model_copy(update={"epochs": epochs})
+    return _start(config, run_dir, None, progress, resuming=True, rewrite_config=raised)
+
+
+def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: bool, resuming: bool,
+           rewrite_config: bool = False) -> RunResult:
     device = resolve_device(config.device)
     seed_everything(config.seed)
     if dataset is None:
@@ -130,19 +142,40 @@ def train(
     if too_long:
         raise ConfigError(f"ks: K={max(too_long)} exceeds the {dataset.n_items} items of dataset {dataset.name!r} "
                           f"(use e.g. --set ks=[5,10] --set valid_metric=recall@10)")
-    run_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be good
+    model = model_for(config, dataset, device)  # before any file: a bad hyperparameter leaves nothing behind
+    run_dir.mkdir(parents=True, exist_ok=True)
     handler = _attach_log_file(run_dir)
     try:
-        if resume is not None and epochs_raised:
-            write_config(run_dir, config, dataset)  # the recorded config says how far the run may go
-        return _train(config, dataset, run_dir, device, resume is not None, progress)
+        if not resuming or rewrite_config:  # the recorded config says how far the run may go
+            write_config(run_dir, config, dataset)
+        return _train(config, dataset, model, run_dir, device, resuming, progress)
     finally:
-        log.removeHandler(handler)
+        package_log.removeHandler(handler)
         handler.close()
 
 
-def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.device, resuming: bool, progress: bool) -> RunResult:
-    model = build_for_dataset(config, dataset, device)
+def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches: BPRBatches, batch_size: int,
+                device: torch.device) -> dict[str, float]:
+    """One training epoch: the model's per-epoch hook, then every BPR batch with one optimiser
+    step each. Returns the mean of each loss term over the batches."""
+    model.train()
+    model.on_epoch_start()
+    sums: dict[str, torch.Tensor] = {}
+    n_batches = 0
+    for users, positives, negatives in batches.epoch(batch_size):
+        terms = model.loss(users.to(device), positives.to(device), negatives.to(device))
+        loss = sum(terms.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for key, value in terms.items():
+            sums[key] = sums.get(key, 0.0) + value.detach()
+        n_batches += 1
+    return {key: float(value) / n_batches for key, value in sums.items()}
+
+
+def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Path, device: torch.device,
+           resuming: bool, progress: bool) -> RunResult:
     generator = torch.Generator().manual_seed(config.seed)
     state = TrainState()
     optimizer = scheduler = None
@@ -156,12 +189,11 @@ def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.dev
         if optimizer is not None:
             optimizer.load_state_dict(checkpoint["optimizer_state"])
             scheduler.load_state_dict(checkpoint["scheduler_state"])
-        state = TrainState(**{**checkpoint["train_state"], "finished": False})
+        saved_state = {k: v for k, v in checkpoint["train_state"].items() if k != "finished"}  # older checkpoints
+        state = TrainState(**saved_state)
         state.best_model_state = checkpoint["best_model_state"] if state.best_score > -math.inf else None
         _restore_rng(checkpoint["rng"], generator)
         log.info("resuming %s from epoch %d", run_dir, state.epoch)
-    else:
-        write_config(run_dir, config, dataset)
     log.info("%s: %d users, %d items, %d/%d/%d train/valid/test; model %s %s on %s",
              dataset.name, dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.valid),
              len(dataset.test), config.model, config.model_params, device)
@@ -199,7 +231,7 @@ def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.dev
         "valid": valid,
         "test": test,
     }
-    write_json(run_dir / METRICS_FILE, metrics)
+    write_metrics(run_dir, metrics)
     write_history(run_dir, state.history)
     log.info("best epoch %d | valid %s | test %s", state.best_epoch,
              _fmt(valid, ["recall@20", "ndcg@20"]), _fmt(test, ["recall@10", "recall@20", "ndcg@10", "ndcg@20"]))
@@ -208,37 +240,17 @@ def _train(config: RunConfig, dataset: Dataset, run_dir: Path, device: torch.dev
 
 def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainState, valid_eval, run_dir,
          device, checkpoint_now, progress) -> None:
-    sampler = NegativeSampler(dataset.train, dataset.n_items, generator)
-    train_users = torch.as_tensor(dataset.train[:, 0])
-    train_items = torch.as_tensor(dataset.train[:, 1])
-    n_train = len(train_users)
+    batches = BPRBatches(dataset.train, dataset.n_items, generator)
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=f"{config.model}@{dataset.name}",
                unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
-            model.train()
-            model.on_epoch_start()
-            order = torch.randperm(n_train, generator=generator)
-            users, positives = train_users[order], train_items[order]
-            negatives = sampler.sample(users)
-            sums: dict[str, torch.Tensor] = {}
-            n_batches = 0
-            for start in range(0, n_train, config.batch_size):
-                stop = start + config.batch_size
-                terms = model.loss(users[start:stop].to(device), positives[start:stop].to(device),
-                                   negatives[start:stop].to(device))
-                loss = sum(terms.values())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value.detach()
-                n_batches += 1
+            losses = train_epoch(model, optimizer, batches, config.batch_size, device)
             scheduler.step()
             record: dict[str, Any] = {"epoch": epoch}
-            record.update({f"loss_{k}": float(v) / n_batches for k, v in sums.items()})
-            record["loss"] = sum(record[f"loss_{k}"] for k in sums)
+            record.update({f"loss_{k}": v for k, v in losses.items()})
+            record["loss"] = sum(losses.values())
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["train_seconds"] = round(time.perf_counter() - started, 3)
             if not math.isfinite(record["loss"]):
@@ -277,4 +289,3 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
         bar.close()
     if state.best_model_state is None:  # never evaluated (eval_every > epochs)
         state.best_epoch, state.best_model_state = state.epoch, _cpu_state(model)
-    state.finished = True
