@@ -11,7 +11,9 @@ class ModalityProjection(nn.Module):
     """x_hat^m = W_1^m x^m + b_1^m over the whole item feature table of one modality.
 
     With ``finetune=True`` the raw feature table itself is a parameter, as in MGCN/FREEDOM
-    (``nn.Embedding.from_pretrained(..., freeze=False)``).
+    (``nn.Embedding.from_pretrained(..., freeze=False)``). :meth:`use_bfloat16` computes the
+    projection in bfloat16 (the run setting ``precision=bf16``): on CPUs with AMX or AVX-512 bf16
+    this matmul, the largest of a step, runs several times faster; the output stays float32.
     """
 
     def __init__(self, features: torch.Tensor, out_dim: int, finetune: bool):
@@ -23,9 +25,25 @@ class ModalityProjection(nn.Module):
             # Not saved in checkpoints: it is rebuilt from the (checksum-verified) dataset.
             self.register_buffer("features", features, persistent=False)
         self.linear = nn.Linear(features.shape[1], out_dim)
+        self.bfloat16 = False
+
+    def use_bfloat16(self, enabled: bool = True) -> None:
+        self.bfloat16 = enabled
+        if not isinstance(self.features, nn.Parameter):  # a frozen table is cast once, not every step
+            self.features = self.features.to(torch.bfloat16 if enabled else torch.float32)
 
     def forward(self) -> torch.Tensor:
-        return self.linear(self.features)
+        if not self.bfloat16:
+            return self.linear(self.features)
+        with torch.autocast(device_type=self.features.device.type, dtype=torch.bfloat16):
+            return self.linear(self.features).float()
+
+
+def set_precision(model: nn.Module, precision: str) -> None:
+    """``"bf16"``: every modality projection of ``model`` computes in bfloat16; ``"fp32"``: none."""
+    for module in model.modules():
+        if isinstance(module, ModalityProjection):
+            module.use_bfloat16(precision == "bf16")
 
 
 class Purifier(nn.Module):

@@ -27,6 +27,7 @@ from dgl_synergraph.errors import ConfigError, RunError, SynergraphError
 from dgl_synergraph.evaluation.evaluator import split_evaluator
 from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
+from dgl_synergraph.nn.multimodal import set_precision
 from dgl_synergraph.training.rundir import (
     CONFIG_FILE,
     LOG_FILE,
@@ -39,6 +40,7 @@ from dgl_synergraph.training.rundir import (
     write_history,
     write_metrics,
 )
+from dgl_synergraph.training.fused_adam import FusedAdam
 from dgl_synergraph.training.sampler import BPRBatches
 from dgl_synergraph.utils import resolve_device, seed_everything
 
@@ -107,7 +109,9 @@ def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
 def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
     """The model ``config`` describes, on ``device``, freshly initialised from the config's seed."""
     torch.manual_seed(config.seed)
-    return build_model(config.model, dataset, config.model_params, device)
+    model = build_model(config.model, dataset, config.model_params, device)
+    set_precision(model, config.precision)
+    return model
 
 
 def train(config: RunConfig, out: str | Path | None = None, dataset: Dataset | None = None,
@@ -180,7 +184,7 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
     state = TrainState()
     optimizer = scheduler = None
     if model.trainable:
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = FusedAdam(model.parameters(), lr=config.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda epoch: config.lr_decay ** (epoch / config.lr_decay_step))
     if resuming:

@@ -1,0 +1,186 @@
+"""The benchmark suite: per dataset and model, data load, kNN graph build per modality, one
+training epoch, one full-ranking evaluation and peak memory, as medians of repetitions.
+
+    .venv/bin/python -m benchmarks.run --quick                   # Baby, every model, 1 repetition
+    .venv/bin/python -m benchmarks.run --datasets baby sports clothing --models lightgcn mgcn --repeat 3
+    .venv/bin/python -m benchmarks.run --datasets sample --models lightgcn --precision bf16
+
+The timed epoch is the trainer's own ``train_epoch`` (per-epoch hook, sampling, every batch and
+optimiser step) with the trainer's optimiser, and the evaluation is the evaluator the trainer
+uses. Each (dataset, model) runs in a child process, so its peak memory is its own. Writes
+``<out>/benchmark.json`` and ``<out>/benchmark.md`` (machine, versions, threads and precision
+recorded) and prints the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.common import SHARED_DATA
+
+MODELS = ["lightgcn", "freedom", "mgcn", "synergraph", "siger"]
+EMBEDDED = Path(__file__).resolve().parents[1] / "datasets"
+
+
+def dataset_folder(name: str, data_dir: Path) -> Path | None:
+    for root in (data_dir, EMBEDDED):
+        if (root / name / f"{name}.inter").is_file():
+            return root / name
+    return None
+
+
+def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: str, settings: list[str]) -> dict:
+    """Runs in the child process: every figure for one (dataset, model)."""
+    import torch
+
+    from dgl_synergraph.config import parse_set_values
+    from dgl_synergraph.data import load_dataset
+    from dgl_synergraph.evaluation import split_evaluator
+    from dgl_synergraph.graphs.knn import knn_graph
+    from dgl_synergraph.training import build_config, train_epoch
+    from dgl_synergraph.training.fused_adam import FusedAdam, available
+    from dgl_synergraph.training.sampler import BPRBatches
+    from dgl_synergraph.training.trainer import model_for
+
+    config = build_config({"dataset": dataset, "model": model, "device": "cpu", "precision": precision},
+                          parse_set_values(settings))
+    start = time.perf_counter()
+    data = load_dataset(dataset, path=folder)
+    load_seconds = time.perf_counter() - start
+    params = config.model_params
+    knn_seconds = {}
+    if "knn_k" in params:  # built uncached here; the model below reads the (fresh) cache
+        for modality in data.modalities:
+            start = time.perf_counter()
+            knn_graph(data.features[modality], min(params["knn_k"], data.n_items - 1))
+            knn_seconds[modality] = time.perf_counter() - start
+    device = torch.device("cpu")
+    model_obj = model_for(config, data, device)
+    optimizer = FusedAdam(model_obj.parameters(), lr=config.lr)
+    batches = BPRBatches(data.train, data.n_items, torch.Generator().manual_seed(config.seed))
+    evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
+    epochs, evals = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        train_epoch(model_obj, optimizer, batches, config.batch_size, device)
+        epochs.append(time.perf_counter() - start)
+        model_obj.eval()
+        start = time.perf_counter()
+        evaluator.evaluate(model_obj.scorer())
+        evals.append(time.perf_counter() - start)
+    return {
+        "dataset": dataset, "model": model, "users": data.n_users, "items": data.n_items,
+        "train_pairs": len(data.train), "settings": settings, "precision": precision,
+        "adam": "fused" if available() else "torch",
+        "load_s": load_seconds, "knn_s": knn_seconds,
+        "epoch_s": statistics.median(epochs), "eval_s": statistics.median(evals), "repeats": repeat,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
+    }
+
+
+def environment(threads: int, precision: str) -> dict:
+    import torch
+
+    flags = ""
+    if Path("/proc/cpuinfo").is_file():
+        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+        flags = " ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in line.split())
+    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
+            "processor": platform.processor(), "cpus": os.cpu_count(), "cpu_flags": flags, "threads": threads,
+            "precision": precision, "python": platform.python_version(), "torch": torch.__version__,
+            "command": "python -m benchmarks.run " + " ".join(sys.argv[1:])}
+
+
+def markdown(results: list[dict], env: dict) -> str:
+    lines = [f"Benchmark, {env['date'][:10]}: {env['cpus']} CPUs ({env['cpu_flags'] or 'no AVX-512'}), "
+             f"{env['threads']} torch threads, precision {env['precision']}, torch {env['torch']}. "
+             f"Command: `{env['command']}`. Medians of the repetitions shown.", "",
+             "| dataset | model | users | items | load s | kNN s (per modality) | train epoch s | eval s | "
+             "epoch + eval s | peak RSS GB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['dataset']} | {r['model']} | – | – | – | – | – | – | – | {r['error']} |")
+            continue
+        knn = ", ".join(f"{m} {s:.2f}" for m, s in r["knn_s"].items()) or "–"
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['users']:,} | {r['items']:,} | {r['load_s']:.2f} | {knn} | "
+                     f"{r['epoch_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s'] + r['eval_s']:.2f} | "
+                     f"{r['peak_rss_gb']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["baby", "sports", "clothing", "elec"])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--quick", action="store_true", help="Baby only (unless --datasets is given), 1 repetition")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting or hyperparameter for every model, as in 'synergraph train --set'")
+    parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--one", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
+        if "--datasets" not in sys.argv:
+            args.datasets = ["baby"]
+
+    if args.one:  # child process
+        import torch
+
+        torch.set_num_threads(args.threads)
+        dataset, model = args.one
+        result = measure_one(dataset, dataset_folder(dataset, args.data_dir), model, args.repeat, args.precision,
+                             args.settings)
+        print("RESULT " + json.dumps(result))
+        return
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="synergraph-bench-") as cache:
+        for dataset in args.datasets:
+            folder = dataset_folder(dataset, args.data_dir)
+            for model in args.models:
+                if folder is None:
+                    results.append({"dataset": dataset, "model": model, "error": f"not found under {args.data_dir}"})
+                    continue
+                command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, model, "--repeat",
+                           str(args.repeat), "--threads", str(args.threads), "--precision", args.precision,
+                           "--data-dir", str(args.data_dir)] + [f"--set={s}" for s in args.settings]
+                env = {**os.environ, "SYNERGRAPH_CACHE": cache, "OMP_NUM_THREADS": str(args.threads),
+                       "DGLBACKEND": "pytorch"}
+                print(f"{dataset} / {model} ...", file=sys.stderr, flush=True)
+                done = subprocess.run(command, capture_output=True, text=True, env=env,
+                                      cwd=Path(__file__).resolve().parents[1])
+                line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+                if done.returncode != 0 or line is None:
+                    error = (done.stderr.strip().splitlines() or ["failed"])[-1]
+                    results.append({"dataset": dataset, "model": model, "error": error[:200]})
+                else:
+                    results.append(json.loads(line[len("RESULT "):]))
+    env = environment(args.threads, args.precision)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(results, env)
+    for name, text in (("benchmark.json", json.dumps({"environment": env, "results": results}, indent=2) + "\n"),
+                       ("benchmark.md", table)):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(args.out / name)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
