@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -17,14 +18,42 @@ def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
     return sum(t.pow(2).sum() for t in tensors) / (2 * batch)
 
 
+class _InBatchCrossEntropy(torch.autograd.Function):
+    """mean_i (logsumexp_j a_i . p_j - a_i . p_i) with one [B, B] buffer reused from the logits to
+    the softmax to the gradient (cross_entropy over a @ p.T allocates and passes over three).
+    Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py)."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        probs = a @ p.t()
+        top = probs.max(dim=1, keepdim=True).values
+        probs.sub_(top).exp_()
+        total = probs.sum(dim=1, keepdim=True)
+        loss = (top.squeeze(1) + total.squeeze(1).log() - (a * p).sum(1)).mean()
+        probs.div_(total)
+        ctx.save_for_backward(a, p, probs)
+        ctx.spent = False
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        if ctx.spent:  # the buffer below was turned into the gradient by the first backward
+            raise RuntimeError("info_nce: backward can run only once through this graph")
+        ctx.spent = True
+        a, p, probs = ctx.saved_tensors
+        probs.diagonal().sub_(1.0)  # d loss / d logits = (softmax - I) / B
+        probs.mul_(grad / len(a))
+        return probs @ p, probs.t() @ a
+
+
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
     """In-batch InfoNCE on cosine similarity: row i of ``positive`` is anchor i's positive, every
     other row a negative. -mean log( exp(cos(a_i, p_i)/t) / sum_j exp(cos(a_i, p_j)/t) )."""
     # Scale the [B, d] side, not the [B, B] logits: same value, a fraction of the work.
     a = F.normalize(anchor, dim=1) / temperature
     p = F.normalize(positive, dim=1)
-    logits = a @ p.t()
-    return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
+    return _InBatchCrossEntropy.apply(a, p)
 
 
 def circle_loss(

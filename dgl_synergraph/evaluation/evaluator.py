@@ -51,8 +51,9 @@ def masked_top_k(score_fn: Callable[[torch.Tensor], torch.Tensor], users: torch.
                  length: int):
     """Scores of ``users`` with ``mask``ed items at -inf, then ``torch.topk`` of ``length``.
 
-    Shared by evaluation and recommendation so both rank identically."""
-    scores = score_fn(users).float().clone()
+    Shared by evaluation and recommendation so both rank identically. ``score_fn`` returns a new
+    tensor (as ``Recommender.scorer`` does): it is masked in place."""
+    scores = score_fn(users).float()
     if mask is not None:
         owner, cols = mask.gather(users)
         scores[owner, cols] = float("-inf")
@@ -86,6 +87,10 @@ class RankingEvaluator:
         self.mask = CSRTensor(mask.tocsr(), self.device)
         counts = np.diff(target.tocsr().indptr)
         self.users = torch.as_tensor(np.flatnonzero(counts > 0), dtype=torch.int64, device=self.device)
+        # sorted user * n_items + item keys of the held-out pairs: hits are a binary search
+        coo = target.tocoo()
+        self.target_keys = torch.sort(torch.as_tensor(coo.row.astype(np.int64) * self.n_items + coo.col,
+                                                      device=self.device)).values
 
     @property
     def n_users(self) -> int:
@@ -97,16 +102,19 @@ class RankingEvaluator:
         return masked_top_k(score_fn, users, self.mask, self.top_length).indices
 
 
+    def _is_target(self, keys: torch.Tensor) -> torch.Tensor:
+        if len(self.target_keys) == 0:
+            return torch.zeros_like(keys, dtype=torch.bool)
+        position = torch.searchsorted(self.target_keys, keys).clamp(max=len(self.target_keys) - 1)
+        return self.target_keys[position] == keys
+
     @torch.no_grad()
     def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
         totals: dict[str, torch.Tensor] = {}
         for start in range(0, self.n_users, self.batch_size):
             users = self.users[start : start + self.batch_size]
             top = self.top_items(score_fn, users)
-            relevant = torch.zeros(len(users), self.n_items, dtype=torch.bool, device=self.device)
-            owner, cols = self.target.gather(users)
-            relevant[owner, cols] = True
-            hits = relevant.gather(1, top)
+            hits = self._is_target(users[:, None] * self.n_items + top)
             for key, value in metric_sums(hits, self.target.row_counts(users), self.ks).items():
                 totals[key] = totals.get(key, 0) + value
         n = max(self.n_users, 1)

@@ -1,0 +1,43 @@
+"""The fused in-batch cross-entropy behind info_nce against the plain formula it replaces."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dgl_synergraph.losses import _InBatchCrossEntropy, info_nce
+
+
+def _plain(a, p):
+    return F.cross_entropy(a @ p.t(), torch.arange(len(a)))
+
+
+def test_value_and_gradients_equal_cross_entropy():
+    generator = torch.Generator().manual_seed(0)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        a0 = torch.randn(97, 16, generator=generator, dtype=dtype) * 3  # large logits: the max shift matters
+        p0 = torch.randn(97, 16, generator=generator, dtype=dtype)
+        grads = []
+        for fn in (_plain, _InBatchCrossEntropy.apply):
+            a, p = a0.clone().requires_grad_(), p0.clone().requires_grad_()
+            loss = fn(a, p)
+            (loss * 2.5).backward()  # a non-unit upstream gradient
+            grads.append((loss.detach(), a.grad, p.grad))
+        for plain, fused in zip(*grads):
+            torch.testing.assert_close(fused, plain, rtol=tol, atol=tol)
+
+
+def test_a_second_backward_through_the_reused_buffer_is_refused():
+    a = torch.randn(5, 3, requires_grad=True)
+    p = torch.randn(5, 3, requires_grad=True)
+    loss = _InBatchCrossEntropy.apply(a, p)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="only once"):
+        loss.backward()
+
+
+def test_info_nce_matches_hand_computation():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    p = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
+    cos = torch.tensor([[2 ** -0.5, 0.0], [2 ** -0.5, 1.0]]) / 0.5
+    expected = -(torch.log_softmax(cos, dim=1).diagonal()).mean()
+    assert torch.isclose(info_nce(a, p, 0.5), expected)
