@@ -17,7 +17,7 @@ from dgl_synergraph.training.trainer import model_for
 
 def _mgcn(tiny, tmp_path, monkeypatch, **settings):
     monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
-    config = build_config({"dataset": "tiny", "model": "mgcn", "knn_k": 5, "embedding_dim": 16, **settings})
+    config = build_config({"dataset": "tiny", "model": "mgcn", "knn_k": 5, "embedding_dim": 16} | settings)
     return model_for(config, tiny, torch.device("cpu"))
 
 
@@ -65,3 +65,26 @@ def test_bf16_projection_stays_close_to_fp32(tiny, tmp_path, monkeypatch):
     frozen = _mgcn(tiny, tmp_path, monkeypatch, precision="bf16", finetune_features=False)
     assert frozen.projections["image"].features.dtype == torch.bfloat16
     assert bf16.projections["image"].features.dtype == torch.float32
+
+
+@pytest.mark.parametrize("model_name", ["mgcn", "synergraph"])
+def test_fusing_only_the_batch_rows_equals_fusing_every_row(tiny, tmp_path, monkeypatch, model_name):
+    """MGCN's fuser is row-wise, so the training step fuses only the batch's users and items."""
+    model = _mgcn(tiny, tmp_path, monkeypatch, **({"model": model_name, "circle_on": "both", "cl_weight": 0.01}
+                                                   if model_name == "synergraph" else {}))
+    users, positives, negatives = _batches(tiny)[0]
+    results = []
+    for restricted in (True, False):
+        if not restricted:
+            every_row = type(model).views.__get__(model)
+            monkeypatch.setattr(model, "views", lambda *rows: every_row())
+        terms = model.loss(users, positives, negatives)
+        model.zero_grad()
+        sum(terms.values()).backward()
+        results.append(({k: float(v) for k, v in terms.items()},
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fast_terms, fast_grads), (plain_terms, plain_grads) = results
+    assert fast_terms == pytest.approx(plain_terms, rel=1e-5)
+    assert fast_grads.keys() == plain_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)

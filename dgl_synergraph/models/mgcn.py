@@ -95,7 +95,10 @@ class MGCN(Recommender):
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
 
-    def views(self) -> MultimodalViews:
+    def views(self, user_rows: torch.Tensor | None = None, item_rows: torch.Tensor | None = None) -> MultimodalViews:
+        """Every view of every node; with ``user_rows`` / ``item_rows`` the fused (side) and final
+        embeddings are computed only at those rows (zero elsewhere): the fuser works row by row,
+        so a training step needs it only for the batch."""
         content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         purified, modal_user, modal_item = {}, {}, {}
         for m in self.modalities:
@@ -103,17 +106,23 @@ class MGCN(Recommender):
             purified[m] = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
             modal_item[m] = self.ii_encoders[m](purified[m])
             modal_user[m] = self.ui_encoder.items_to_users(modal_item[m])
-        side_user = self.fuser(modal_user, content_user)
-        side_item = self.fuser(modal_item, content_item)
+        side_user = self._fuse(modal_user, content_user, user_rows)
+        side_item = self._fuse(modal_item, content_item, item_rows)
         return MultimodalViews(content_user + side_user, content_item + side_item, content_user, content_item,
                                side_user, side_item, modal_user, modal_item, purified)
+
+    def _fuse(self, modal: dict[str, torch.Tensor], behaviour: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        if rows is None:
+            return self.fuser(modal, behaviour)
+        fused = self.fuser({m: view[rows] for m, view in modal.items()}, behaviour[rows])
+        return torch.zeros_like(behaviour).index_put((rows,), fused)
 
     def embeddings(self):
         views = self.views()
         return views.user, views.item
 
     def loss(self, users, pos_items, neg_items):
-        views = self.views()
+        views = self.views(torch.unique(users), torch.unique(torch.cat([pos_items, neg_items])))
         u, p, n = views.user[users], views.item[pos_items], views.item[neg_items]
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
