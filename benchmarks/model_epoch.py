@@ -22,7 +22,7 @@ from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.training import build_config, train_epoch
 from dgl_synergraph.training.sampler import BPRBatches
-from dgl_synergraph.training.trainer import model_for
+from dgl_synergraph.training.trainer import model_for, tune_allocator
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
     except ConfigError as err:
         parser.error(str(err))
     data = load_dataset(path=require_dataset(args.dataset))
+    tune_allocator(data)  # as the trainer does
     device = torch.device("cpu")
     model = model_for(config, data, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

@@ -4,6 +4,7 @@ training epoch, one full-ranking evaluation and peak memory, as medians of repet
     .venv/bin/python -m benchmarks.run --quick                   # Baby, every model, 1 repetition
     .venv/bin/python -m benchmarks.run --datasets baby sports clothing --models lightgcn mgcn --repeat 3
     .venv/bin/python -m benchmarks.run --datasets sample --models lightgcn --precision bf16
+    .venv/bin/python -m benchmarks.run --set lightgcn.n_layers=2     # MODEL.key=value: that model only
 
 The timed epoch is the trainer's own ``train_epoch`` (per-epoch hook, sampling, every batch and
 optimiser step) with the trainer's optimiser, and the evaluation is the evaluator the trainer
@@ -51,13 +52,14 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     from dgl_synergraph.training import build_config, train_epoch
     from dgl_synergraph.training.fused_adam import FusedAdam, available
     from dgl_synergraph.training.sampler import BPRBatches
-    from dgl_synergraph.training.trainer import model_for
+    from dgl_synergraph.training.trainer import model_for, tune_allocator
 
     config = build_config({"dataset": dataset, "model": model, "device": "cpu", "precision": precision},
                           parse_set_values(settings))
     start = time.perf_counter()
     data = load_dataset(dataset, path=folder)
     load_seconds = time.perf_counter() - start
+    tune_allocator(data)  # as the trainer does
     params = config.model_params
     knn_seconds = {}
     if "knn_k" in params:  # built uncached here; the model below reads the (fresh) cache
@@ -87,6 +89,19 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
         "epoch_s": statistics.median(epochs), "eval_s": statistics.median(evals), "repeats": repeat,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
     }
+
+
+def settings_for(model: str, settings: list[str]) -> list[str]:
+    """``--set`` values for ``model``: unprefixed ones, and ``model.key=value`` without the prefix."""
+    out = []
+    for setting in settings:
+        key = setting.split("=", 1)[0]
+        owner, dot, rest = key.partition(".")
+        if not dot:
+            out.append(setting)
+        elif owner == model:
+            out.append(setting[len(owner) + 1:])
+    return out
 
 
 def environment(threads: int, precision: str) -> dict:
@@ -128,8 +143,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
-                        help="a setting or hyperparameter for every model, as in 'synergraph train --set'")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
+                        help="a setting or hyperparameter, as in 'synergraph train --set'; with a MODEL. prefix "
+                             "for that model only")
     parser.add_argument("--data-dir", type=Path, default=SHARED_DATA)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--one", nargs=2, metavar=("DATASET", "MODEL"), help=argparse.SUPPRESS)
@@ -159,7 +175,7 @@ def main() -> None:
                     continue
                 command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, model, "--repeat",
                            str(args.repeat), "--threads", str(args.threads), "--precision", args.precision,
-                           "--data-dir", str(args.data_dir)] + [f"--set={s}" for s in args.settings]
+                           "--data-dir", str(args.data_dir)] + [f"--set={s}" for s in settings_for(model, args.settings)]
                 env = {**os.environ, "SYNERGRAPH_CACHE": cache, "OMP_NUM_THREADS": str(args.threads),
                        "DGLBACKEND": "pytorch"}
                 print(f"{dataset} / {model} ...", file=sys.stderr, flush=True)

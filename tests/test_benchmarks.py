@@ -23,3 +23,12 @@ def test_benchmark_run_quick_writes_json_and_markdown(tmp_path):
     table = (tmp_path / "benchmark.md").read_text()
     assert "| sample | lightgcn | 6,033 | 1,500 |" in table and "| missing | lightgcn |" in table
     assert table in done.stdout
+
+
+def test_model_prefixed_settings_reach_only_that_model():
+    from benchmarks.run import settings_for
+
+    given = ["lightgcn.n_layers=2", "batch_size=1024", "mgcn.knn_k=5"]
+    assert settings_for("mgcn", given) == ["batch_size=1024", "knn_k=5"]
+    assert settings_for("lightgcn", given) == ["n_layers=2", "batch_size=1024"]
+    assert settings_for("siger", given) == ["batch_size=1024"]

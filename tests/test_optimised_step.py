@@ -5,6 +5,8 @@ uses FMA), so parameters agree to 1e-5 relative after several steps; bf16 projec
 numerics by design, so the bf16 loss must stay within 2% and every gradient within cosine 0.99.
 """
 
+import sys
+
 import pytest
 import torch
 
@@ -88,3 +90,14 @@ def test_fusing_only_the_batch_rows_equals_fusing_every_row(tiny, tmp_path, monk
     assert fast_grads.keys() == plain_grads.keys()
     for name in plain_grads:
         torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_the_allocator_is_tuned_only_for_large_graphs():
+    from types import SimpleNamespace
+
+    from dgl_synergraph.training.trainer import LARGE_GRAPH_NODES, tune_allocator
+
+    assert tune_allocator(SimpleNamespace(n_users=6_000, n_items=1_500)) is False
+    large = SimpleNamespace(n_users=LARGE_GRAPH_NODES, n_items=1)
+    if sys.platform == "linux":  # glibc's mallopt
+        assert tune_allocator(large) is True

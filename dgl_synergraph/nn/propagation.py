@@ -133,11 +133,12 @@ class LightGCNEncoder(nn.Module):
 
     def forward(self, h_user: torch.Tensor, h_item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = {USER: h_user, ITEM: h_item}
-        layers = [h]
+        total_user, total_item = h_user, h_item
         for _ in range(self.n_layers):
             h = self.step(h)
-            layers.append(h)
-        return torch.stack([x[USER] for x in layers]).mean(0), torch.stack([x[ITEM] for x in layers]).mean(0)
+            # a running sum: no [L+1, N, d] stack to allocate and reduce
+            total_user, total_item = total_user + h[USER], total_item + h[ITEM]
+        return total_user / (self.n_layers + 1), total_item / (self.n_layers + 1)
 
     def items_to_users(self, h_item: torch.Tensor) -> torch.Tensor:
         """R_hat h: each user's normalised sum of its training items (MGCN's user modality view)."""
