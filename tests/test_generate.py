@@ -73,3 +73,16 @@ def test_bad_sizes_are_one_error_line_and_no_output(tmp_path, args, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error:") and message in lines[0], result.output
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_folder_has_normal_permissions(generated):
+    out, _ = generated
+    assert out.stat().st_mode & 0o755 == 0o755 & ~_umask()
+
+
+def _umask():
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

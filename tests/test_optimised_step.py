@@ -101,3 +101,27 @@ def test_the_allocator_is_tuned_only_for_large_graphs():
     large = SimpleNamespace(n_users=LARGE_GRAPH_NODES, n_items=1)
     if sys.platform == "linux":  # glibc's mallopt
         assert tune_allocator(large) is True
+
+
+def test_freedom_projects_only_the_batch_rows_with_the_same_loss_and_gradients(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
+    config = build_config({"dataset": "tiny", "model": "freedom", "knn_k": 5, "embedding_dim": 16})
+    model = model_for(config, tiny, torch.device("cpu"))
+    model.on_epoch_start()
+    users, positives, negatives = _batches(tiny)[0]
+    results = []
+    for restricted in (True, False):
+        if not restricted:  # the plain code: project every item, index the batch rows afterwards
+            for projection in model.projections.values():
+                every_row = type(projection).forward.__get__(projection)
+                monkeypatch.setattr(projection, "forward", lambda rows, f=every_row: f()[rows])
+        terms = model.loss(users, positives, negatives)
+        model.zero_grad()
+        sum(terms.values()).backward()
+        results.append((float(terms["modality_bpr"]),
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fast, fast_grads), (plain, plain_grads) = results
+    assert fast == pytest.approx(plain, rel=1e-6)
+    assert "projections.image.features" in plain_grads  # fine-tuned, as in MMRec
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-5, atol=1e-8, msg=name)

@@ -10,7 +10,6 @@ generate) and written to a staging folder renamed into place at the end.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -141,7 +140,7 @@ def _features(rng, item_cluster: np.ndarray, dim: int, path: Path) -> None:
 
 def generate(out: str | Path, spec: GenerateSpec, overwrite: bool = False) -> dict:
     """Write the dataset folder ``out`` (its name is the dataset name); returns a summary."""
-    from dgl_synergraph.data.preprocess import PreprocessOptions, assign_split
+    from dgl_synergraph.data.preprocess import PreprocessOptions, assign_split, replace_folder
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -158,14 +157,7 @@ def generate(out: str | Path, spec: GenerateSpec, overwrite: bool = False) -> di
         rng = np.random.default_rng(spec.seed + 1)
         for name, dim in spec.modalities.items():
             _features(rng, item_cluster, dim, staging / f"{name}_feat.npy")
-        os.chmod(staging, 0o755)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, backup)
-            os.replace(staging, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

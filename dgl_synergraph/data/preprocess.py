@@ -185,7 +185,7 @@ def preprocess(
             "versions": environment_versions(),
         }
         write_json(staging / "manifest.json", manifest)
-        _replace_folder(staging, out)
+        replace_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -193,14 +193,23 @@ def preprocess(
     return PreprocessReport(out, manifest)
 
 
-def _replace_folder(staging: Path, out: Path) -> None:
-    if out.exists():  # --overwrite was checked before the pipeline ran
+def replace_folder(staging: Path, out: Path) -> None:
+    """Move a finished staging folder to ``out`` (replacing an existing one: the caller checked
+    --overwrite), with normal folder permissions (mkdtemp makes it owner-only)."""
+    os.chmod(staging, 0o755 & ~_umask())
+    if out.exists():
         backup = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, backup)
         os.replace(staging, out)
         shutil.rmtree(backup, ignore_errors=True)
     else:
         os.replace(staging, out)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---- features --------------------------------------------------------------------------------

@@ -95,8 +95,12 @@ class FREEDOM(Recommender):
         terms = {"bpr": bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))}
         if self.modality_bpr_weight > 0:
             modal = 0.0
+            # Only the batch's items are scored, so only their rows are projected (the projection
+            # is row-wise: same values, and the same zero gradient for every other row).
+            rows, inverse = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+            pos_rows, neg_rows = inverse[: len(pos_items)], inverse[len(pos_items):]
             for projection in self.projections.values():
-                feats = projection()
-                modal = modal + bpr_loss((u * feats[pos_items]).sum(-1), (u * feats[neg_items]).sum(-1))
+                feats = projection(rows)
+                modal = modal + bpr_loss((u * feats[pos_rows]).sum(-1), (u * feats[neg_rows]).sum(-1))
             terms["modality_bpr"] = self.modality_bpr_weight * modal
         return terms

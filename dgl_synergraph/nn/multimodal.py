@@ -32,11 +32,13 @@ class ModalityProjection(nn.Module):
         if not isinstance(self.features, nn.Parameter):  # a frozen table is cast once, not every step
             self.features = self.features.to(torch.bfloat16 if enabled else torch.float32)
 
-    def forward(self) -> torch.Tensor:
+    def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Projected features of every item, or of ``rows`` only."""
+        features = self.features if rows is None else self.features[rows]
         if not self.bfloat16:
-            return self.linear(self.features)
-        with torch.autocast(device_type=self.features.device.type, dtype=torch.bfloat16):
-            return self.linear(self.features).float()
+            return self.linear(features)
+        with torch.autocast(device_type=features.device.type, dtype=torch.bfloat16):
+            return self.linear(features).float()
 
 
 def set_precision(model: nn.Module, precision: str) -> None:

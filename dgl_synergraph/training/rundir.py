@@ -20,7 +20,7 @@ import torch
 from dgl_synergraph.config import RunConfig
 from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.errors import RunError
-from dgl_synergraph.training import fused_adam
+from dgl_synergraph.training.fused_adam import available as fused_adam_available
 from dgl_synergraph.utils import atomic_write, environment_versions, write_json
 
 CONFIG_FILE = "config.json"
@@ -74,7 +74,7 @@ def write_config(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
         "config": config.model_dump(),
         "versions": environment_versions(),
         "runtime": {"torch_threads": torch.get_num_threads(),
-                    "adam": "fused C kernel" if fused_adam.available() else "torch.optim.Adam"},
+                    "adam": "fused C kernel" if fused_adam_available() else "torch.optim.Adam"},
         "data": {
             "path": str(dataset.path),
             "checksums": dataset.checksums,
