@@ -116,18 +116,18 @@ class TrainedRun:
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluator(self, split: Literal["valid", "test"] = "test", ks: Sequence[int] = (10, 20, 50),
-                  mask_valid: bool | None = None) -> RankingEvaluator:
+                  mask_valid: bool = False) -> RankingEvaluator:
         """Full-ranking evaluator of ``split`` (validation items masked in test when the run did,
         or when ``mask_valid`` says so)."""
         ks = sorted(set(ks))
         if not ks or ks[0] <= 0 or ks[-1] > self.dataset.n_items:
             raise DataError(f"--k: each K must be between 1 and the number of items ({self.dataset.n_items}), "
                             f"got {', '.join(map(str, ks)) or 'none'}")
-        mask = self.config.mask_valid_in_test if mask_valid is None else mask_valid or self.config.mask_valid_in_test
+        mask = mask_valid or self.config.mask_valid_in_test
         return split_evaluator(self.dataset, split, ks, self.config.eval_batch_size, self.device, mask_valid=mask)
 
     def evaluate(self, split: Literal["valid", "test"] = "test", ks: Sequence[int] = (10, 20, 50),
-                 mask_valid: bool | None = None) -> dict[str, float]:
+                 mask_valid: bool = False) -> dict[str, float]:
         """Metrics of the best model on ``split`` at each K."""
         return self.evaluator(split, ks, mask_valid).evaluate(self._score)
 
