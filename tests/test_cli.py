@@ -34,6 +34,10 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert {"torch", "dgl", "python"} <= set(config["versions"])
     history = (out / "history.csv").read_text().splitlines()
     assert len(history) == 16 and "valid_recall@20" in history[0]
+    from dgl_synergraph.utils import umask
+
+    for name in ("config.json", "metrics.json", "history.csv", "checkpoint.pt"):  # written atomically, not owner-only
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask(), name
 
 
 def test_eval_json_reproduces_the_recorded_test_metrics(trained_run):

@@ -75,14 +75,9 @@ def test_bad_sizes_are_one_error_line_and_no_output(tmp_path, args, message):
     assert not (tmp_path / "x").exists() and list(tmp_path.iterdir()) == []
 
 
-def test_the_folder_has_normal_permissions(generated):
+def test_the_folder_and_files_have_normal_permissions(generated):
+    from dgl_synergraph.utils import umask
+
     out, _ = generated
-    assert out.stat().st_mode & 0o755 == 0o755 & ~_umask()
-
-
-def _umask():
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask()
+    assert (out / "synth.inter").stat().st_mode & 0o777 == 0o666 & ~umask()

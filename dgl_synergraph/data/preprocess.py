@@ -24,7 +24,7 @@ import polars as pl
 
 from dgl_synergraph.data.loader import file_sha256
 from dgl_synergraph.errors import ConfigError, DataError
-from dgl_synergraph.utils import environment_versions, write_json
+from dgl_synergraph.utils import environment_versions, umask, write_json
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def preprocess(
 def replace_folder(staging: Path, out: Path) -> None:
     """Move a finished staging folder to ``out`` (replacing an existing one: the caller checked
     --overwrite), with normal folder permissions (mkdtemp makes it owner-only)."""
-    os.chmod(staging, 0o755 & ~_umask())
+    os.chmod(staging, 0o777 & ~umask())
     if out.exists():
         backup = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, backup)
@@ -204,12 +204,6 @@ def replace_folder(staging: Path, out: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
     else:
         os.replace(staging, out)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---- features --------------------------------------------------------------------------------
