@@ -58,9 +58,9 @@ class SynergraphGroup(click.Group):
         except click.exceptions.Exit as err:
             sys.exit(err.exit_code)
         except (click.Abort, KeyboardInterrupt):
-            _fail("interrupted (a run keeps its last checkpoint; continue it with --resume RUN_DIR)", 130)
+            _fail("interrupted", 130)
         except SynergraphError as err:
-            _fail(str(err), 1)
+            _fail(str(err), getattr(err, "exit_code", 1))
         except click.ClickException as err:
             _fail(err.format_message(), err.exit_code)
 

@@ -79,6 +79,7 @@ def test_datasets_and_models_listings(tiny_dir):
         (["eval", "--run", "{tiny}/no-such-run"], "no such run directory"),
         (["eval", "--run", "{tiny}", "--k", "0"], "'--k'"),
         (["eval", "--run", "{tiny}"], "config.json: missing"),
+        (["train", "--dataset", "tiny", "--data-dir", "{tiny}", "--out", "/proc/synergraph-run"], "--out /proc/synergraph-run: cannot create"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_nonzero_exit(tiny_dir, args, message):

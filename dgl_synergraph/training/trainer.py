@@ -7,10 +7,13 @@ epoch both of them (and ``benchmarks/``) run.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +32,7 @@ from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
 from dgl_synergraph.nn.multimodal import set_precision
 from dgl_synergraph.training.rundir import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
     default_run_dir,
@@ -72,6 +76,22 @@ class TrainingFailed(SynergraphError):
     pass
 
 
+class RunStopped(SynergraphError):
+    """Training was stopped by SIGINT or SIGTERM; the checkpoint holds the last finished epoch."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler (a scheduler's or ``timeout``'s stop) like Ctrl-C's KeyboardInterrupt."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -101,6 +121,33 @@ def _attach_log_file(run_dir: Path) -> logging.Handler:
     if package_log.level == logging.NOTSET or package_log.level > logging.INFO:
         package_log.setLevel(logging.INFO)
     return handler
+
+
+def _install_sigterm_handler():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm_handler(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(stop: BaseException, run_dir: Path, unsaved: dict[str, Any] | None) -> RunStopped:
+    """Write the last finished epoch (if not on disk yet) and say how to go on."""
+    name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
+    if unsaved is not None:
+        save_checkpoint(run_dir, unsaved)
+        write_history(run_dir, unsaved["train_state"]["history"])
+    saved = unsaved["train_state"]["epoch"] if unsaved is not None else None
+    if saved is None and (run_dir / CHECKPOINT_FILE).is_file():
+        saved = load_checkpoint(run_dir)["train_state"]["epoch"]
+    if saved is None:
+        return RunStopped(f"stopped by {name} before the first epoch finished; nothing to resume in {run_dir}", code)
+    log.info("stopped by %s; checkpoint of epoch %d written", name, saved)
+    return RunStopped(f"stopped by {name}; {run_dir} holds epoch {saved}: continue with "
+                      f"'synergraph train --resume {run_dir}'", code)
 
 
 def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
@@ -159,7 +206,10 @@ def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: 
         raise ConfigError(f"ks: K={max(too_long)} exceeds the {dataset.n_items} items of dataset {dataset.name!r} "
                           f"(use e.g. --set ks=[5,10] --set valid_metric=recall@10)")
     model = model_for(config, dataset, device)  # before any file: a bad hyperparameter leaves nothing behind
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"--out {run_dir}: cannot create the run directory ({err.strerror})") from None
     handler = _attach_log_file(run_dir)
     try:
         if not resuming or rewrite_config:  # the recorded config says how far the run may go
@@ -218,19 +268,23 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
     test_eval = split_evaluator(dataset, "test", config.ks, config.eval_batch_size, device,
                                 mask_valid=config.mask_valid_in_test)
 
-    def checkpoint_now() -> None:
-        save_checkpoint(run_dir, {
+    def payload() -> dict[str, Any]:
+        """Everything a resume needs, as copies (safe to keep while training goes on)."""
+        return {
             "model_state": _cpu_state(model),
-            "optimizer_state": optimizer.state_dict() if optimizer else None,
+            "optimizer_state": copy.deepcopy(optimizer.state_dict()) if optimizer else None,
             "scheduler_state": scheduler.state_dict() if scheduler else None,
             "train_state": {k: v for k, v in dataclasses.asdict(state).items() if k != "best_model_state"},
             "best_model_state": state.best_model_state or _cpu_state(model),
             "rng": _rng_states(generator),
-        })
+        }
+
+    def checkpoint_now() -> None:
+        save_checkpoint(run_dir, payload())
 
     if model.trainable:
         _fit(config, dataset, model, optimizer, scheduler, generator, state, valid_eval, run_dir, device,
-             checkpoint_now, progress)
+             checkpoint_now, payload, progress)
     else:
         state.best_model_state = _cpu_state(model)
     checkpoint_now()
@@ -255,10 +309,14 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
 
 
 def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainState, valid_eval, run_dir,
-         device, checkpoint_now, progress) -> None:
+         device, checkpoint_now, payload, progress) -> None:
     batches = BPRBatches(dataset.train, dataset.n_items, generator)
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=f"{config.model}@{dataset.name}",
                unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
+    # The state at the end of the last finished epoch, kept in memory between checkpoints, so a
+    # stop mid-epoch saves it instead of losing the epochs since the last checkpoint.
+    unsaved: dict[str, Any] | None = None
+    previous_handler = _install_sigterm_handler()
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
@@ -297,11 +355,18 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             if epoch % config.checkpoint_every == 0 or stop_early:
                 checkpoint_now()
                 write_history(run_dir, state.history)
+                unsaved = None
+            else:
+                unsaved = payload()
             if stop_early:
                 log.info("early stop at epoch %d: no %s gain in %d evaluations", epoch, config.valid_metric,
                          state.stale_evals)
                 break
+    except (KeyboardInterrupt, _Terminated) as stop:
+        bar.close()
+        raise _stopped(stop, run_dir, unsaved) from None
     finally:
         bar.close()
+        _restore_sigterm_handler(previous_handler)
     if state.best_model_state is None:  # never evaluated (eval_every > epochs)
         state.best_epoch, state.best_model_state = state.epoch, _cpu_state(model)
