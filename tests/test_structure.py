@@ -17,7 +17,7 @@ from cli.main import app
 from dgl_synergraph import build_config
 from dgl_synergraph.config import RunConfig
 from dgl_synergraph.errors import ConfigError
-from dgl_synergraph.models.hyperparams import docstring_args, read_hyperparameters
+from dgl_synergraph.models.hyperparams import docstring_args
 from dgl_synergraph.models.registry import MODELS, ModelEntry, build_model, resolve_model_params
 
 ROOT = Path(__file__).resolve().parents[1]
