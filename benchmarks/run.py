@@ -48,7 +48,7 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     from dgl_synergraph.config import parse_set_values
     from dgl_synergraph.data import load_dataset
     from dgl_synergraph.evaluation import split_evaluator
-    from dgl_synergraph.graphs.knn import knn_graph
+    from dgl_synergraph.graphs.knn import cached_knn_graph
     from dgl_synergraph.training import build_config, train_epoch
     from dgl_synergraph.training.fused_adam import FusedAdam, available
     from dgl_synergraph.training.sampler import BPRBatches
@@ -62,13 +62,20 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     tune_allocator(data)  # as the trainer does
     params = config.model_params
     knn_seconds = {}
-    if "knn_k" in params:  # built uncached here; the model below reads the (fresh) cache
+    if "knn_k" in params:
+        # Built into the fresh cache with the parameters the model's recipe uses (FREEDOM: binary;
+        # SIGER's add_then_normalise: unnormalised), so building the model below reuses them.
+        weighting = params.get("knn_weighting", "binary")
+        normalise = params.get("infusion", "mix") == "mix"
         for modality in data.modalities:
             start = time.perf_counter()
-            knn_graph(data.features[modality], min(params["knn_k"], data.n_items - 1))
+            cached_knn_graph(data.features[modality], params["knn_k"], weighting, params.get("knn_self_loop", True),
+                             normalise=normalise)
             knn_seconds[modality] = time.perf_counter() - start
     device = torch.device("cpu")
+    start = time.perf_counter()
     model_obj = model_for(config, data, device)
+    build_seconds = time.perf_counter() - start
     optimizer = FusedAdam(model_obj.parameters(), lr=config.lr)
     batches = BPRBatches(data.train, data.n_items, torch.Generator().manual_seed(config.seed))
     evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
@@ -85,10 +92,27 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
         "dataset": dataset, "model": model, "users": data.n_users, "items": data.n_items,
         "train_pairs": len(data.train), "settings": settings, "precision": precision,
         "adam": "fused" if available() else "torch",
-        "load_s": load_seconds, "knn_s": knn_seconds,
+        "load_s": load_seconds, "knn_s": knn_seconds, "model_build_s": build_seconds,
         "epoch_s": statistics.median(epochs), "eval_s": statistics.median(evals), "repeats": repeat,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
     }
+
+
+def run_child(dataset: str, model: str, args) -> dict:
+    """One (dataset, model) in its own process with its own empty graph cache, so the kNN build
+    is timed for every model and peak memory is the pair's own."""
+    command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, model, "--repeat", str(args.repeat),
+               "--threads", str(args.threads), "--precision", args.precision, "--data-dir", str(args.data_dir)]
+    command += [f"--set={s}" for s in settings_for(model, args.settings)]
+    print(f"{dataset} / {model} ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="synergraph-bench-") as cache:
+        env = {**os.environ, "SYNERGRAPH_CACHE": cache, "OMP_NUM_THREADS": str(args.threads), "DGLBACKEND": "pytorch"}
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[1])
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if done.returncode != 0 or line is None:
+        error = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"dataset": dataset, "model": model, "error": error[:200]}
+    return json.loads(line[len("RESULT "):])
 
 
 def settings_for(model: str, settings: list[str]) -> list[str]:
@@ -166,27 +190,13 @@ def main() -> None:
         return
 
     results = []
-    with tempfile.TemporaryDirectory(prefix="synergraph-bench-") as cache:
-        for dataset in args.datasets:
-            folder = dataset_folder(dataset, args.data_dir)
-            for model in args.models:
-                if folder is None:
-                    results.append({"dataset": dataset, "model": model, "error": f"not found under {args.data_dir}"})
-                    continue
-                command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, model, "--repeat",
-                           str(args.repeat), "--threads", str(args.threads), "--precision", args.precision,
-                           "--data-dir", str(args.data_dir)] + [f"--set={s}" for s in settings_for(model, args.settings)]
-                env = {**os.environ, "SYNERGRAPH_CACHE": cache, "OMP_NUM_THREADS": str(args.threads),
-                       "DGLBACKEND": "pytorch"}
-                print(f"{dataset} / {model} ...", file=sys.stderr, flush=True)
-                done = subprocess.run(command, capture_output=True, text=True, env=env,
-                                      cwd=Path(__file__).resolve().parents[1])
-                line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
-                if done.returncode != 0 or line is None:
-                    error = (done.stderr.strip().splitlines() or ["failed"])[-1]
-                    results.append({"dataset": dataset, "model": model, "error": error[:200]})
-                else:
-                    results.append(json.loads(line[len("RESULT "):]))
+    for dataset in args.datasets:
+        folder = dataset_folder(dataset, args.data_dir)
+        for model in args.models:
+            if folder is None:
+                results.append({"dataset": dataset, "model": model, "error": f"not found under {args.data_dir}"})
+                continue
+            results.append(run_child(dataset, model, args))
     env = environment(args.threads, args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(results, env)
