@@ -32,7 +32,6 @@ from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
 from dgl_synergraph.nn.multimodal import set_precision
 from dgl_synergraph.training.rundir import (
-    CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
     default_run_dir,
@@ -134,15 +133,14 @@ def _restore_sigterm_handler(previous) -> None:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stopped(stop: BaseException, run_dir: Path, unsaved: dict[str, Any] | None) -> RunStopped:
+def _stopped(stop: BaseException, run_dir: Path, unsaved: dict[str, Any] | None, on_disk: int | None) -> RunStopped:
     """Write the last finished epoch (if not on disk yet) and say how to go on."""
     name, code = ("SIGTERM", 143) if isinstance(stop, _Terminated) else ("SIGINT", 130)
+    saved = on_disk
     if unsaved is not None:
         save_checkpoint(run_dir, unsaved)
         write_history(run_dir, unsaved["train_state"]["history"])
-    saved = unsaved["train_state"]["epoch"] if unsaved is not None else None
-    if saved is None and (run_dir / CHECKPOINT_FILE).is_file():
-        saved = load_checkpoint(run_dir)["train_state"]["epoch"]
+        saved = unsaved["train_state"]["epoch"]
     if saved is None:
         return RunStopped(f"stopped by {name} before the first epoch finished; nothing to resume in {run_dir}", code)
     log.info("stopped by %s; checkpoint of epoch %d written", name, saved)
@@ -268,11 +266,13 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
     test_eval = split_evaluator(dataset, "test", config.ks, config.eval_batch_size, device,
                                 mask_valid=config.mask_valid_in_test)
 
-    def payload() -> dict[str, Any]:
-        """Everything a resume needs, as copies (safe to keep while training goes on)."""
+    def payload(keep: bool = True) -> dict[str, Any]:
+        """Everything a resume needs; with ``keep``, as copies safe to hold while training goes on
+        (a checkpoint written at once needs no copy of the optimiser state)."""
+        optimizer_state = optimizer.state_dict() if optimizer else None
         return {
             "model_state": _cpu_state(model),
-            "optimizer_state": copy.deepcopy(optimizer.state_dict()) if optimizer else None,
+            "optimizer_state": copy.deepcopy(optimizer_state) if keep else optimizer_state,
             "scheduler_state": scheduler.state_dict() if scheduler else None,
             "train_state": {k: v for k, v in dataclasses.asdict(state).items() if k != "best_model_state"},
             "best_model_state": state.best_model_state or _cpu_state(model),
@@ -280,7 +280,7 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
         }
 
     def checkpoint_now() -> None:
-        save_checkpoint(run_dir, payload())
+        save_checkpoint(run_dir, payload(keep=False))
 
     if model.trainable:
         _fit(config, dataset, model, optimizer, scheduler, generator, state, valid_eval, run_dir, device,
@@ -316,6 +316,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
     # The state at the end of the last finished epoch, kept in memory between checkpoints, so a
     # stop mid-epoch saves it instead of losing the epochs since the last checkpoint.
     unsaved: dict[str, Any] | None = None
+    on_disk = state.epoch or None  # the epoch the checkpoint file holds (a resumed run's start)
     previous_handler = _install_sigterm_handler()
     try:
         for epoch in range(state.epoch + 1, config.epochs + 1):
@@ -355,7 +356,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             if epoch % config.checkpoint_every == 0 or stop_early:
                 checkpoint_now()
                 write_history(run_dir, state.history)
-                unsaved = None
+                unsaved, on_disk = None, epoch
             else:
                 unsaved = payload()
             if stop_early:
@@ -364,7 +365,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
                 break
     except (KeyboardInterrupt, _Terminated) as stop:
         bar.close()
-        raise _stopped(stop, run_dir, unsaved) from None
+        raise _stopped(stop, run_dir, unsaved, on_disk) from None
     finally:
         bar.close()
         _restore_sigterm_handler(previous_handler)
