@@ -22,7 +22,7 @@ from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.training import build_config, train_epoch
 from dgl_synergraph.training.sampler import BPRBatches
-from dgl_synergraph.training.trainer import model_for, tune_allocator
+from dgl_synergraph.training.trainer import model_for, optimizer_for, tune_allocator
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     tune_allocator(data)  # as the trainer does
     device = torch.device("cpu")
     model = model_for(config, data, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = optimizer_for(model, config)
     batches = BPRBatches(data.train, data.n_items, torch.Generator().manual_seed(config.seed))
     evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
 

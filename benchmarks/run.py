@@ -50,9 +50,9 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     from dgl_synergraph.evaluation import split_evaluator
     from dgl_synergraph.graphs.knn import cached_knn_graph
     from dgl_synergraph.training import build_config, train_epoch
-    from dgl_synergraph.training.fused_adam import FusedAdam, available
+    from dgl_synergraph.training.fused_adam import available
     from dgl_synergraph.training.sampler import BPRBatches
-    from dgl_synergraph.training.trainer import model_for, tune_allocator
+    from dgl_synergraph.training.trainer import model_for, optimizer_for, tune_allocator
 
     config = build_config({"dataset": dataset, "model": model, "device": "cpu", "precision": precision},
                           parse_set_values(settings))
@@ -76,7 +76,7 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     start = time.perf_counter()
     model_obj = model_for(config, data, device)
     build_seconds = time.perf_counter() - start
-    optimizer = FusedAdam(model_obj.parameters(), lr=config.lr)
+    optimizer = optimizer_for(model_obj, config)
     batches = BPRBatches(data.train, data.n_items, torch.Generator().manual_seed(config.seed))
     evaluator = split_evaluator(data, "valid", config.ks, config.eval_batch_size, device)
     epochs, evals = [], []
