@@ -75,3 +75,15 @@ def test_unsupported_settings_fall_back_to_torch():
     assert not FusedAdam(half, lr=0.01)._plain()
     FusedAdam(half, lr=0.01).step()  # delegated to torch.optim.Adam
     assert torch.all(half[0] < 1)
+
+
+def test_the_bf16_shadow_is_the_new_parameter_cast_as_torch_casts():
+    param = torch.nn.Parameter(torch.randn(257, 33) * 3)
+    param.bf16_shadow = torch.zeros(257, 33, dtype=torch.bfloat16)
+    param.data[0, :3] = torch.tensor([float("nan"), float("inf"), 1.0 + 2 ** -8])  # NaN, inf, a tie
+    optimiser = FusedAdam([param], lr=0.01)
+    for _ in range(3):
+        param.grad = torch.randn(257, 33)
+        optimiser.step()
+        assert torch.equal(param.bf16_shadow[1:], param.detach()[1:].bfloat16())
+        assert torch.isnan(param.bf16_shadow[0, 0]) and torch.equal(param.bf16_shadow[0, 1:], param.detach()[0, 1:].bfloat16())

@@ -125,3 +125,48 @@ def test_freedom_projects_only_the_batch_rows_with_the_same_loss_and_gradients(t
     assert "projections.image.features" in plain_grads  # fine-tuned, as in MMRec
     for name in plain_grads:
         torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-5, atol=1e-8, msg=name)
+
+
+@pytest.mark.parametrize("rows", [None, torch.tensor([4, 0, 7, 2])])
+def test_the_fine_tuned_table_projection_has_autograds_gradients(rows):
+    """``_TableProjection`` writes the table's gradient into a reused buffer: it must equal plain
+    autograd's, also when a second backward pass accumulates into it."""
+    from dgl_synergraph.nn.multimodal import ModalityProjection
+
+    torch.manual_seed(0)
+    table = torch.randn(9, 12)
+    fast, plain = ModalityProjection(table, 5, finetune=True), ModalityProjection(table, 5, finetune=True)
+    plain.load_state_dict(fast.state_dict())
+    target = torch.randn(9 if rows is None else len(rows), 5)
+    for model in (fast, plain):
+        for _ in range(2):  # the second pass accumulates
+            out = model(rows) if model is fast else torch.nn.functional.linear(
+                model.features if rows is None else model.features[rows], model.linear.weight, model.linear.bias)
+            ((out - target) ** 2).sum().backward()
+    for (name, a), (_, b) in zip(fast.named_parameters(), plain.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert fast.features.grad is fast.grad_buffer  # reused, not reallocated
+    fast.zero_grad(set_to_none=True)
+    fast(rows).sum().backward()
+    assert fast.features.grad is fast.grad_buffer
+
+
+def test_the_bf16_table_follows_every_update_of_the_fine_tuned_table():
+    """The bf16 copy is rewritten by FusedAdam and re-cast after any other in-place change."""
+    from dgl_synergraph.nn.multimodal import ModalityProjection
+
+    projection = ModalityProjection(torch.randn(20, 16), 4, finetune=True)
+    projection.use_bfloat16()
+    for optimiser_type in ([FusedAdam] if fused_adam.available() else []) + [torch.optim.Adam]:
+        optimiser = optimiser_type(projection.parameters(), lr=0.1)
+        for _ in range(2):
+            projection().sum().backward()
+            optimiser.step()
+            optimiser.zero_grad()
+            assert torch.equal(projection.bf16_table(), projection.features.detach().bfloat16())
+    with torch.no_grad():
+        projection.load_state_dict({k: v + 1 for k, v in projection.state_dict().items()})
+    assert torch.equal(projection.bf16_table(), projection.features.detach().bfloat16())
+    expected = torch.nn.functional.linear(projection.features.detach(), projection.linear.weight, projection.linear.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(projection(), expected, rtol=0.05, atol=0.05)

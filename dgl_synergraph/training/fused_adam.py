@@ -9,6 +9,8 @@ compiler when first used (about 0.1 s). It is a drop-in ``torch.optim.Adam``: th
 hyperparameters, ``param_groups`` and ``state_dict`` layout, so checkpoints move freely between
 the two, and it delegates to ``torch.optim.Adam`` for anything outside the plain case (CUDA or
 non-float32 tensors, amsgrad, weight decay, maximize) or when no C compiler is found.
+A parameter carrying a ``bf16_shadow`` tensor (a fine-tuned feature table under
+``precision=bf16``) gets that bfloat16 copy rewritten in the same pass.
 """
 
 from __future__ import annotations
@@ -46,6 +48,26 @@ void adam_step(float *restrict p, const float *restrict g, float *restrict m, fl
         p[i] = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
     }
 }
+
+/* The same update, also writing the new parameter rounded to bfloat16 (round to nearest even,
+   as torch's float -> bfloat16 cast) into shadow: a bf16 copy kept current at no extra pass. */
+void adam_step_shadow(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                      uint16_t *restrict shadow, int64_t n, float weight, float beta2, float one_minus_beta2,
+                      float bc2_sqrt, float eps, float neg_step_size, int threads) {
+    #pragma omp parallel for simd num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float gi = g[i];
+        float mi = m[i] + weight * (gi - m[i]);
+        float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        float pi = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        p[i] = pi;
+        union { float f; uint32_t u; } bits = { pi };
+        uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);
+        shadow[i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
+    }
+}
 """
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC"]
 
@@ -67,10 +89,11 @@ def kernel():
         except (OSError, subprocess.SubprocessError) as err:
             log.info("fused Adam: cannot compile the kernel (%s); using torch.optim.Adam", type(err).__name__)
             return None
-    step = lib.adam_step
+    step, with_shadow = lib.adam_step, lib.adam_step_shadow
     step.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
-    step.restype = None
-    return step
+    with_shadow.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
+    step.restype = with_shadow.restype = None
+    return step, with_shadow
 
 
 def available() -> bool:
@@ -101,7 +124,7 @@ class FusedAdam(torch.optim.Adam):
     def step(self, closure=None):
         if closure is not None or not self._plain():
             return super().step(closure)
-        adam_step = kernel()
+        adam_step, adam_step_shadow = kernel()
         threads = torch.get_num_threads()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -118,6 +141,12 @@ class FusedAdam(torch.optim.Adam):
                 step_size = group["lr"] / (1 - beta1 ** step)
                 bc2_sqrt = math.sqrt(1 - beta2 ** step)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                adam_step(p.data_ptr(), p.grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr(), p.numel(),
-                          1 - beta1, beta2, 1 - beta2, bc2_sqrt, group["eps"], -step_size, threads)
+                pointers = [p.data_ptr(), p.grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr()]
+                scalars = [1 - beta1, beta2, 1 - beta2, bc2_sqrt, group["eps"], -step_size, threads]
+                shadow = getattr(p, "bf16_shadow", None)  # set by nn.multimodal.ModalityProjection
+                if shadow is not None and shadow.shape == p.shape and shadow.dtype == torch.bfloat16 \
+                        and shadow.is_contiguous() and shadow.device == p.device:
+                    adam_step_shadow(*pointers, shadow.data_ptr(), p.numel(), *scalars)
+                else:
+                    adam_step(*pointers, p.numel(), *scalars)
         return None
