@@ -157,11 +157,14 @@ def models(names):
 @click.option("--include-seen", is_flag=True, help="Allow items the user interacted with in training.")
 @click.option("--fallback", type=click.Choice(["error", "popular"]), default="error", show_default=True,
               help="Unknown users: fail, or recommend the most popular training items.")
+@click.option("--candidates", type=click.Path(exists=True, dir_okay=False),
+              help="A file of item ids, one per line: rank only these for each user (re-ranking).")
 @click.option("--all", "all_users", is_flag=True, help="Recommend for every user; needs --out FILE.parquet.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Parquet file for --all (columns user, rank, item, score).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
-def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, all_users, out, device, data_dir):
+def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, candidates, all_users, out, device,
+              data_dir):
     """Top-K recommendations from a trained run, for some users or (--all) for everyone."""
     from dgl_synergraph.reports.tables import text_table
 
@@ -171,14 +174,21 @@ def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, 
         raise click.UsageError("give at least one --user ID, or --all --out FILE.parquet")
     if out and not all_users:
         raise click.UsageError("--out is only used with --all")
+    if candidates and all_users:
+        raise click.UsageError("--candidates ranks a list for the users given with --user, not with --all")
+    if candidates:
+        candidates = _read_id_list(candidates, "--candidates")
     _setup_logging(quiet=True)
     run = _open_run(run_dir, device, data_dir)
     if all_users:
         rows = run.export_all(out, k=k, batch_size=run.config.eval_batch_size, exclude_seen=not include_seen)
         click.echo(f"wrote {rows} rows ({run.dataset.n_users} users x {k}) to {out}")
         return
-    results = run.recommend(list(users), k=k, exclude_seen=not include_seen,
-                            ids="internal" if internal_ids else "auto", fallback=fallback)
+    ids = "internal" if internal_ids else "auto"
+    if candidates:
+        results = [run.rank(user, candidates, k=k, exclude_seen=not include_seen, ids=ids) for user in users]
+    else:
+        results = run.recommend(list(users), k=k, exclude_seen=not include_seen, ids=ids, fallback=fallback)
     for rec in results:
         if as_json:
             click.echo(json.dumps(rec.as_dict(), default=str))
@@ -187,6 +197,45 @@ def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, 
             click.echo(f"user {rec.user}{note}")
             click.echo(text_table(["rank", "item", "score"],
                                   [[r + 1, item, score] for r, (item, score) in enumerate(zip(rec.items, rec.scores))]))
+
+
+def _read_id_list(path: str, flag: str) -> list[str]:
+    """Non-empty lines of a text file, stripped; an unreadable or empty file is an input error."""
+    from dgl_synergraph.errors import DataError
+
+    try:
+        ids = [line.strip() for line in open(path, encoding="utf-8") if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{flag} {path}: cannot read ({type(err).__name__})") from None
+    if not ids:
+        raise DataError(f"{flag} {path}: no item ids (one per line)")
+    return ids
+
+
+@app.command()
+@RUN_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
+def serve(run_dir, host, port, device, data_dir):
+    """Serve a trained run over HTTP: /health, /recommend, /items/{id}/similar, docs at /docs."""
+    from dgl_synergraph.serving import serve as run_server
+
+    import socket
+
+    from dgl_synergraph.errors import ConfigError
+
+    try:  # a port in use is an input error, found before the model is loaded
+        with socket.create_server((host, port)):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--host {host} --port {port}: cannot listen there ({err.strerror or err})") from None
+    _setup_logging(quiet=True)
+    run = _open_run(run_dir, device, data_dir)
+    click.echo(f"serving {run.run_dir} ({run.config.model} on {run.config.dataset}) at http://{host}:{port} "
+               f"(API docs: /docs); Ctrl-C stops", err=True)
+    run_server(run, host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -161,14 +161,7 @@ class TrainedRun:
         scores = self._score(torch.as_tensor(index, device=self.device)).cpu().numpy()
         if items is None:
             return scores
-        if self._item_index is not None and ids != "internal":
-            columns = [self._item_index.get(str(i), -1) for i in items]
-        else:
-            columns = _internal_ids(items)
-        bad = [item for item, col in zip(items, columns) if not 0 <= col < self.dataset.n_items]
-        if bad:
-            raise DataError(f"unknown item {bad[0]!r}")
-        return scores[:, columns]
+        return scores[:, self.item_index(items, ids)]
 
     @torch.no_grad()
     def recommend(self, users: Sequence, k: int = 10, exclude_seen: bool = True, ids: IdKind = "auto",
@@ -199,6 +192,57 @@ class TrainedRun:
             else:
                 out.append(Recommendation(user, self.item_ids(popular, ids), [float(c) for c in popularity[popular]], True))
         return out
+
+    def item_index(self, items: Sequence, ids: IdKind = "auto") -> np.ndarray:
+        """Internal ids of ``items``; an unknown item raises a DataError naming it."""
+        if self._uses_raw(ids, self._item_index):
+            index = np.array([self._item_index.get(str(i), -1) for i in items], dtype=np.int64)
+        else:
+            index = _internal_ids(items)
+        bad = [item for item, col in zip(items, index) if not 0 <= col < self.dataset.n_items]
+        if bad:
+            raise DataError(f"unknown item {bad[0]!r}")
+        return index
+
+    @torch.no_grad()
+    def rank(self, user, candidates: Sequence, k: int | None = None, exclude_seen: bool = False,
+             ids: IdKind = "auto") -> Recommendation:
+        """Order ``candidates`` for ``user`` by the model's score, best first, and keep ``k``
+        (all when None): the re-ranking stage after a candidate generator. ``exclude_seen`` drops
+        candidates the user interacted with in training. Ties keep the candidates' order."""
+        columns = self.item_index(candidates, ids)
+        if len(set(columns.tolist())) != len(columns):
+            raise DataError("candidates: each item may appear only once")
+        index, known = self.user_index([user], ids)
+        if not known[0]:
+            raise DataError(f"unknown user {user!r}")
+        scores = self.score(index, columns, ids="internal")[0]
+        keep = np.ones(len(columns), dtype=bool)
+        if exclude_seen:
+            seen = self.dataset.csr("train")
+            keep = ~np.isin(columns, seen.indices[seen.indptr[index[0]]:seen.indptr[index[0] + 1]])
+        order = [i for i in np.argsort(-scores, kind="stable") if keep[i]][:k]
+        return Recommendation(user, [candidates[i] for i in order], [float(scores[i]) for i in order])
+
+    @cached_property
+    def _content(self) -> dict[str, torch.Tensor]:
+        return {m: torch.nn.functional.normalize(torch.as_tensor(f, dtype=torch.float32), dim=1)
+                for m, f in self.dataset.features.items()}
+
+    @torch.no_grad()
+    def similar_items(self, item, k: int = 10, ids: IdKind = "auto") -> Recommendation:
+        """The ``k`` items whose content is closest to ``item``'s: cosine similarity of each
+        modality's raw features, averaged over the modalities (the item itself left out).
+        ``Recommendation.user`` holds the query item."""
+        if not self._content:
+            raise DataError(f"dataset {self.dataset.name!r} has no item features to compare")
+        if k <= 0 or k >= self.dataset.n_items:
+            raise DataError(f"--k: must be between 1 and the number of other items ({self.dataset.n_items - 1}), got {k}")
+        row = int(self.item_index([item], ids)[0])
+        similarity = sum(table @ table[row] for table in self._content.values()) / len(self._content)
+        similarity[row] = -torch.inf
+        top = torch.topk(similarity, k)
+        return Recommendation(item, self.item_ids(top.indices.numpy(), ids), top.values.tolist())
 
     def export_all(self, path: str | Path, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True,
                    progress: bool = True) -> int:
