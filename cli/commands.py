@@ -32,11 +32,11 @@ def _settings_layers(config_file, settings, flags: dict) -> list[dict]:
     return layers
 
 
-def _open_run(run_dir, device, data_dir):
+def _open_run(run_dir, device, data_dir, force=False):
     """The named run, or the latest one (saying which)."""
     from dgl_synergraph.api import load_run
 
-    run = load_run(run_dir, device=device, data_dir=data_dir)
+    run = load_run(run_dir, device=device, data_dir=data_dir, force=force)
     if run_dir is None:
         click.echo(f"using the latest run: {run.run_dir}", err=True)
     return run
@@ -55,22 +55,25 @@ def _open_run(run_dir, device, data_dir):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a setting or model hyperparameter; repeatable.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory with its saved config.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out if it holds one.")
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines; print only the final table.")
-def train(dataset, model, data_dir, out, epochs, seed, device, precision, config_file, settings, resume, quiet):
+def train(dataset, model, data_dir, out, epochs, seed, device, precision, config_file, settings, resume, overwrite,
+          quiet):
     """Train a model, select its best epoch on validation, report test metrics."""
     from dgl_synergraph import api
     from dgl_synergraph.reports.tables import metrics_table
 
     _setup_logging(quiet)
     if resume:
-        if any(v is not None for v in (dataset, model, data_dir, out, seed, device, precision, config_file)) or settings:
+        if any(v is not None for v in (dataset, model, data_dir, out, seed, device, precision, config_file)) \
+                or settings or overwrite:
             raise click.UsageError("--resume uses the run's saved config; only --epochs may be given with it")
         result = api.resume(resume, epochs=epochs, progress=not quiet)
     else:
         layers = _settings_layers(config_file, settings, {"dataset": dataset, "model": model, "epochs": epochs,
                                                           "seed": seed, "device": device, "precision": precision,
                                                           "data_dir": data_dir})
-        result = api.train(api.build_config(*layers), out=out, progress=not quiet)
+        result = api.train(api.build_config(*layers), out=out, progress=not quiet, overwrite=overwrite)
     metrics = result.metrics
     click.echo(f"{metrics['model']} on {metrics['dataset']}: best epoch {metrics['best_epoch']} "
                f"(of {metrics['epochs_run']}); run directory {result.run_dir}")
@@ -85,12 +88,13 @@ def train(dataset, model, data_dir, out, epochs, seed, device, precision, config
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of metrics.")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
-def evaluate(run_dir, ks, split, mask_valid, as_json, device, data_dir):
+@click.option("--force", is_flag=True, help="Evaluate even if the dataset's files changed since training (checksums differ).")
+def evaluate(run_dir, ks, split, mask_valid, as_json, device, data_dir, force):
     """Evaluate a run's best checkpoint with full ranking."""
     from dgl_synergraph.reports.tables import metrics_table
 
     _setup_logging(quiet=True)
-    run = _open_run(run_dir, device, data_dir)
+    run = _open_run(run_dir, device, data_dir, force)
     ks = sorted(set(ks)) or [10, 20, 50]
     evaluator = run.evaluator(split, ks, mask_valid=mask_valid)
     metrics = evaluator.evaluate(run.model.scorer())
@@ -383,6 +387,8 @@ def amazon(category, raw_dir, text_model, image_dim, out, k_core, min_rating, sp
 
 @preprocess.command()
 @click.option("--interactions", required=True, type=click.Path(dir_okay=False), help="CSV, TSV or parquet interaction log.")
+@click.option("--separator", help="Column separator of a text log, one character ('tab' for a tab; "
+                                   "default: read from the header line).")
 @click.option("--user-col", default="user_id", show_default=True)
 @click.option("--item-col", default="item_id", show_default=True)
 @click.option("--time-col", help="Timestamp column (integer), for --split temporal.")
@@ -394,15 +400,19 @@ def amazon(category, raw_dir, text_model, image_dim, out, k_core, min_rating, sp
 @click.option("--embedding", "embeddings", multiple=True, metavar="NAME=FILE.npy:IDS.txt",
               help="Precomputed item embeddings and their item-id list (one id a line); repeatable.")
 @_preprocess_options
-def generic(interactions, user_col, item_col, time_col, rating_col, item_text, item_text_id_col, item_text_cols,
+def generic(interactions, separator, user_col, item_col, time_col, rating_col, item_text, item_text_id_col, item_text_cols,
             text_model, embeddings, out, k_core, min_rating, split, seed, overwrite, quiet):
     """Any interaction log (plus optional item texts / embeddings) -> dataset folder."""
     from dgl_synergraph.data.preprocess import preprocess_generic
 
+    if separator is not None:
+        separator = "\t" if separator.lower() in ("tab", "\\t") else separator
+        if len(separator) != 1:
+            raise click.BadParameter(f"one character, or 'tab'; got {separator!r}", param_hint="'--separator'")
     _setup_logging(quiet)
     report = preprocess_generic(interactions, out, _options(k_core, min_rating, split, seed, overwrite),
                                 user_col=user_col, item_col=item_col, time_col=time_col, rating_col=rating_col,
                                 item_text=item_text, item_text_id_col=item_text_id_col,
                                 item_text_cols=item_text_cols, text_model=text_model, embeddings=list(embeddings),
-                                progress=not quiet)
+                                progress=not quiet, separator=separator)
     _print_manifest(report.manifest)

@@ -53,7 +53,7 @@ class SynergraphGroup(click.Group):
             click.echo(err.ctx.get_help() if err.ctx else str(err))
             sys.exit(0)
         except click.UsageError as err:
-            hint = f" (see 'synergraph {err.ctx.info_name} --help')" if err.ctx and err.ctx.parent else ""
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx and err.ctx.parent else ""
             _fail(f"{err.format_message()}{hint}", 2)
         except click.exceptions.Exit as err:
             sys.exit(err.exit_code)

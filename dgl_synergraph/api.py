@@ -13,6 +13,7 @@ model are loaded on first use, so reading many runs for a report stays cheap.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,7 @@ from dgl_synergraph.evaluation.evaluator import CSRTensor, RankingEvaluator, mas
 from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.training.configure import build_config
 from dgl_synergraph.training.rundir import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     latest_run,
     load_checkpoint,
@@ -41,6 +43,7 @@ from dgl_synergraph.training.trainer import model_for, resume, train
 from dgl_synergraph.utils import atomic_write, resolve_device
 
 IdKind = Literal["auto", "raw", "internal"]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,7 +60,8 @@ class Recommendation:
 class TrainedRun:
     """A run directory, ready to answer "what should user u see?"."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None):
+    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None,
+                 force: bool = False):
         self.run_dir = Path(run_dir)
         if not self.run_dir.is_dir():
             raise RunError(f"--run {run_dir}: no such run directory")
@@ -66,6 +70,7 @@ class TrainedRun:
         self.history = read_history(self.run_dir)
         self._device_name = device
         self._data_dir = data_dir
+        self._force = force  # accept a dataset whose files changed since training
 
     @cached_property
     def device(self) -> torch.device:
@@ -80,9 +85,12 @@ class TrainedRun:
             raise RunError(f"{self.run_dir / CONFIG_FILE}: the run's data folder {path} is gone (pass --data-dir)")
         modalities = [f[: -len("_feat.npy")] for f in data["checksums"] if f.endswith("_feat.npy")]
         dataset = load_dataset(self.config.dataset, path=path, modalities=modalities)
-        for name, digest in data["checksums"].items():
-            if dataset.checksums.get(name) != digest:
-                raise RunError(f"{path / name}: changed since the run was trained (checksum differs)")
+        changed = [name for name, digest in data["checksums"].items() if dataset.checksums.get(name) != digest]
+        if changed and not self._force:
+            raise RunError(f"{path / changed[0]}: changed since the run was trained (checksum differs; "
+                           f"--force uses it anyway)")
+        if changed:
+            log.warning("%s: changed since the run was trained; using it anyway (--force)", ", ".join(changed))
         return dataset
 
     @cached_property
@@ -91,7 +99,7 @@ class TrainedRun:
         dataset = self.dataset  # verified before the checkpoint is read
         checkpoint = load_checkpoint(self.run_dir, self.device)
         model = model_for(self.config, dataset, self.device)
-        load_model_state(model, checkpoint["best_model_state"])
+        load_model_state(model, checkpoint["best_model_state"], self.run_dir / CHECKPOINT_FILE)
         return model.eval()
 
     @cached_property
@@ -283,11 +291,13 @@ def _internal_ids(values: Sequence) -> np.ndarray:
     return np.array([-1 if (i := as_int(v)) is None else i for v in values], dtype=np.int64)
 
 
-def load_run(run_dir: str | Path | None = None, device: str = "auto",
-             data_dir: str | Path | None = None) -> TrainedRun:
+def load_run(run_dir: str | Path | None = None, device: str = "auto", data_dir: str | Path | None = None,
+             force: bool = False) -> TrainedRun:
     """Open a run directory written by ``train``; without ``run_dir``, the latest run under
-    ``$SYNERGRAPH_RUNS`` (default ``runs/``)."""
-    return TrainedRun(run_dir if run_dir is not None else latest_run(), device=device, data_dir=data_dir)
+    ``$SYNERGRAPH_RUNS`` (default ``runs/``). ``force`` accepts data whose checksums differ
+    from the ones recorded at training (the dataset must still fit the model)."""
+    return TrainedRun(run_dir if run_dir is not None else latest_run(), device=device, data_dir=data_dir,
+                      force=force)
 
 
 __all__ = ["Recommendation", "TrainedRun", "build_config", "load_run", "resume", "train"]

@@ -126,6 +126,8 @@ def preprocess(
     out = Path(out)
     check_output(out, options)
     counts: dict[str, int] = {"raw": interactions.height}
+    if interactions.height == 0:
+        raise DataError(f"{inputs[0]}: no interactions (an empty log)")
 
     frame = interactions.drop_nulls(["user", "item"])
     counts["with ids"] = frame.height
@@ -306,15 +308,17 @@ def preprocess_generic(interactions: str | Path, out: str | Path, options: Prepr
                        rating_col: str | None = None, item_text: str | Path | None = None,
                        item_text_id_col: str = "item_id", item_text_cols: str = "title",
                        text_model: str | None = None, embeddings: list[str] = (),
-                       progress: bool = True) -> PreprocessReport:
+                       progress: bool = True, separator: str | None = None) -> PreprocessReport:
     """Any CSV/TSV/parquet interaction log, plus optional item texts (``item_text_cols`` joined
-    with ". ") and precomputed embeddings (``NAME=FILE.npy:IDS.txt``) -> dataset folder."""
+    with ". ") and precomputed embeddings (``NAME=FILE.npy:IDS.txt``) -> dataset folder.
+    ``separator``: the log's column separator (default: sniffed from its header line)."""
     from dgl_synergraph.data.raw import read_table
 
     check_output(Path(out), options)
     specs = [parse_embedding_spec(spec) for spec in embeddings]
     log_path = Path(interactions)
-    frame = read_table(log_path, {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col})
+    frame = read_table(log_path, {"user": user_col, "item": item_col, "timestamp": time_col, "rating": rating_col},
+                       separator=separator)
     casts = [pl.col("user").cast(pl.Utf8), pl.col("item").cast(pl.Utf8)]
     if "timestamp" in frame.columns:
         casts.append(pl.col("timestamp").cast(pl.Int64, strict=False))

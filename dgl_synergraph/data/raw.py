@@ -152,19 +152,39 @@ def read_image_features(path: Path, wanted: dict[str, int], dim: int = IMAGE_DIM
     return out, found
 
 
-def read_table(path: Path, columns: dict[str, str | None]) -> pl.DataFrame:
-    """A CSV/TSV/parquet table with the ``columns`` (our name -> file column; None = absent)."""
+SEPARATORS = ("\t", ",", "|", ";", " ")
+
+
+def sniff_separator(path: Path) -> str:
+    """The column separator of a text table: the suffix's usual one (tab for .tsv/.tab/.inter,
+    else comma) when the header line holds it, else the one candidate of ``SEPARATORS`` the
+    header holds (a '|'-separated MovieLens log, a ';' CSV export)."""
+    usual = "\t" if path.suffix in (".tsv", ".tab", ".inter") else ","
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            header = handle.readline().rstrip("\r\n")
+    except OSError:
+        return usual
+    if usual in header:
+        return usual
+    found = [s for s in SEPARATORS if s in header]
+    return found[0] if found else usual
+
+
+def read_table(path: Path, columns: dict[str, str | None], separator: str | None = None) -> pl.DataFrame:
+    """A CSV/TSV/parquet table with the ``columns`` (our name -> file column; None = absent).
+    ``separator``: the text column separator (default: :func:`sniff_separator`)."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
         if path.suffix == ".parquet":
             frame = pl.read_parquet(path)
         else:
-            separator = "\t" if path.suffix in (".tsv", ".tab", ".inter") else ","
-            frame = pl.read_csv(path, separator=separator, infer_schema_length=0)
+            frame = pl.read_csv(path, separator=separator or sniff_separator(path), infer_schema_length=0)
     except (pl.exceptions.PolarsError, OSError) as err:
         raise DataError(f"{path}: cannot read table ({str(err).splitlines()[0]})") from None
     missing = [f"{c!r}" for c in columns.values() if c is not None and c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column {', '.join(missing)} (has: {', '.join(frame.columns)})")
+        hint = " (give the column separator with --separator)" if len(frame.columns) == 1 else ""
+        raise DataError(f"{path}: missing column {', '.join(missing)} (has: {', '.join(frame.columns)}){hint}")
     return frame.select([pl.col(src).alias(dst) for dst, src in columns.items() if src is not None])

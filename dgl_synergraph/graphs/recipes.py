@@ -50,6 +50,10 @@ def _features(dataset: Dataset, modalities: list[str]) -> dict[str, torch.Tensor
 
 def _knn(dataset: Dataset, modalities: list[str], k: int, weighting: str, self_loop: bool, device: torch.device,
          normalise: bool = True) -> dict[str, ItemGraph]:
+    # A K no item can have is a mistake in the settings, not something to round down silently.
+    most = dataset.n_items if self_loop else dataset.n_items - 1
+    require(1 <= k <= most, f"knn_k: must be between 1 and {most} (the {'' if self_loop else 'other '}items of "
+                            f"dataset {dataset.name!r}), got {k}")
     return {m: cached_knn_graph(dataset.features[m], k, weighting, self_loop, device=device, normalise=normalise)
             for m in modalities}
 

@@ -54,6 +54,16 @@ def latest_run(root: Path | None = None) -> Path:
     return max(checkpoints, key=lambda path: path.stat().st_mtime).parent
 
 
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, HISTORY_FILE, CHECKPOINT_FILE, LOG_FILE)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove the files a run writes (``train --overwrite``); anything else in the folder stays.
+    The config goes last, so an interrupted clear still reads as a run."""
+    for name in sorted(RUN_FILES, key=lambda n: n == CONFIG_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+
+
 def read_json(path: Path, what: str) -> dict:
     try:
         return json.loads(path.read_text())
@@ -127,8 +137,17 @@ def load_checkpoint(run_dir: Path, device: torch.device | str = "cpu") -> dict[s
         raise RunError(f"{path}: cannot read checkpoint ({type(err).__name__})") from None
 
 
-def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: Path | None = None) -> None:
     """Load a saved state; entries the model no longer stores (e.g. frozen feature tables, which
-    older checkpoints kept) are ignored, but every entry the model needs must be there."""
-    expected = model.state_dict().keys()
+    older checkpoints kept) are ignored, but every entry the model needs must be there, with its
+    shape (a checkpoint of another dataset or model is a RunError naming ``source``)."""
+    expected = model.state_dict()
+    where = f"{source}: " if source is not None else ""
+    missing = [k for k in expected if k not in state]
+    if missing:
+        raise RunError(f"{where}the checkpoint lacks {missing[0]!r}: it was written by another model")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise RunError(f"{where}the checkpoint's {key} has shape {list(state[key].shape)} where this model and "
+                           f"dataset need {list(value.shape)}: it was trained on another dataset or settings")
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=True)

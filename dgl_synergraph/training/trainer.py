@@ -32,8 +32,10 @@ from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
 from dgl_synergraph.nn.multimodal import set_precision
 from dgl_synergraph.training.rundir import (
+    CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
+    clear_run,
     default_run_dir,
     load_checkpoint,
     load_model_state,
@@ -176,11 +178,15 @@ def tune_allocator(dataset: Dataset) -> bool:
 
 
 def train(config: RunConfig, out: str | Path | None = None, dataset: Dataset | None = None,
-          progress: bool = True) -> RunResult:
-    """Train ``config`` and write its run directory (``out``, default ``runs/<dataset>-<model>-<time>``)."""
+          progress: bool = True, overwrite: bool = False) -> RunResult:
+    """Train ``config`` and write its run directory (``out``, default ``runs/<dataset>-<model>-<time>``).
+    A directory that already holds a run is refused, or with ``overwrite`` emptied first."""
     run_dir = Path(out) if out is not None else default_run_dir(config)
     if (run_dir / CONFIG_FILE).exists():
-        raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it)")
+        if not overwrite:
+            raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it, "
+                           f"or --overwrite to replace it)")
+        clear_run(run_dir)
     return _start(config, run_dir, dataset, progress, resuming=False)
 
 
@@ -254,7 +260,7 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
             optimizer, lambda epoch: config.lr_decay ** (epoch / config.lr_decay_step))
     if resuming:
         checkpoint = load_checkpoint(run_dir, device)
-        load_model_state(model, checkpoint["model_state"])
+        load_model_state(model, checkpoint["model_state"], run_dir / CHECKPOINT_FILE)
         if optimizer is not None:
             optimizer.load_state_dict(checkpoint["optimizer_state"])
             scheduler.load_state_dict(checkpoint["scheduler_state"])
@@ -313,6 +319,20 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
     return RunResult(run_dir, metrics, state.history)
 
 
+def _diverged(loss: float, epoch: int, run_dir: Path, unsaved: dict[str, Any] | None, on_disk: int | None,
+              history: list[dict[str, Any]]) -> TrainingFailed:
+    """A non-finite loss: keep the last finished (finite) epoch on disk and say where it is.
+    No metrics are written, so the run never reads as finished."""
+    if unsaved is not None:
+        save_checkpoint(run_dir, unsaved)
+        write_history(run_dir, history)
+        on_disk = epoch - 1
+    where = (f"the last good checkpoint is {run_dir / CHECKPOINT_FILE} (epoch {on_disk})" if on_disk
+             else "no epoch finished before it, so nothing was saved")
+    return TrainingFailed(f"training diverged: the loss is {loss} at epoch {epoch}; {where}. "
+                          f"Retrain with a lower learning rate (--set lr=...)")
+
+
 def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainState, valid_eval, run_dir,
          device, checkpoint_now, payload, progress) -> None:
     batches = BPRBatches(dataset.train, dataset.n_items, generator)
@@ -334,7 +354,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["train_seconds"] = round(time.perf_counter() - started, 3)
             if not math.isfinite(record["loss"]):
-                raise TrainingFailed(f"training diverged: loss is {record['loss']} at epoch {epoch} (try a lower --set lr=...)")
+                raise _diverged(record["loss"], epoch, run_dir, unsaved, on_disk, state.history)
             state.epoch = epoch
 
             if epoch % config.eval_every == 0:
