@@ -161,14 +161,17 @@ def models(names):
 @click.option("--include-seen", is_flag=True, help="Allow items the user interacted with in training.")
 @click.option("--fallback", type=click.Choice(["error", "popular"]), default="error", show_default=True,
               help="Unknown users: fail, or recommend the most popular training items.")
+@click.option("--new-items", type=click.Path(exists=True, file_okay=False),
+              help="A folder of items not in training (<modality>_feat.npy + ids.txt or i_id_mapping.csv): "
+                   "scored from their content and recommended with the catalogue.")
 @click.option("--candidates", type=click.Path(exists=True, dir_okay=False),
               help="A file of item ids, one per line: rank only these for each user (re-ranking).")
 @click.option("--all", "all_users", is_flag=True, help="Recommend for every user; needs --out FILE.parquet.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Parquet file for --all (columns user, rank, item, score).")
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Look for the run's dataset here instead of its recorded path.")
-def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, candidates, all_users, out, device,
-              data_dir):
+def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, new_items, candidates, all_users, out,
+              device, data_dir):
     """Top-K recommendations from a trained run, for some users or (--all) for everyone."""
     from dgl_synergraph.reports.tables import text_table
 
@@ -184,6 +187,11 @@ def recommend(run_dir, users, k, as_json, internal_ids, include_seen, fallback, 
         candidates = _read_id_list(candidates, "--candidates")
     _setup_logging(quiet=True)
     run = _open_run(run_dir, device, data_dir)
+    if new_items:
+        from dgl_synergraph.data.loader import read_new_items
+
+        added = run.add_items(*read_new_items(new_items, list(run.dataset.features), run.dataset.raw_item_ids is not None))
+        click.echo(f"added {len(added)} new items from {new_items}", err=True)
     if all_users:
         rows = run.export_all(out, k=k, batch_size=run.config.eval_batch_size, exclude_seen=not include_seen)
         click.echo(f"wrote {rows} rows ({run.dataset.n_users} users x {k}) to {out}")

@@ -103,8 +103,27 @@ class TrainedRun:
         return model.eval()
 
     @cached_property
-    def _score(self):
-        return self.model.scorer()
+    def _embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            return self.model.embeddings()
+
+    @cached_property
+    def _item_table(self) -> torch.Tensor:
+        """Item embeddings as scored: the trained catalogue, then any items added since."""
+        return self._embeddings[1].t().contiguous()
+
+    def _score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [len(users), n_items] over the catalogue and added items (``Recommender.scorer``)."""
+        return self._embeddings[0][users] @ self._item_table
+
+    def _catalogue_score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores over the trained catalogue only (what evaluation ranks)."""
+        return self._embeddings[0][users] @ self._item_table[:, : self.dataset.n_items]
+
+    @property
+    def n_items(self) -> int:
+        """Items that can be recommended: the trained catalogue plus those added by :meth:`add_items`."""
+        return self._item_table.shape[1] if "_item_table" in self.__dict__ else self.dataset.n_items
 
     @cached_property
     def _seen(self) -> CSRTensor:
@@ -137,7 +156,7 @@ class TrainedRun:
     def evaluate(self, split: Literal["valid", "test"] = "test", ks: Sequence[int] = (10, 20, 50),
                  mask_valid: bool = False) -> dict[str, float]:
         """Metrics of the best model on ``split`` at each K."""
-        return self.evaluator(split, ks, mask_valid).evaluate(self._score)
+        return self.evaluator(split, ks, mask_valid).evaluate(self._catalogue_score)
 
     # ---- ids -------------------------------------------------------------------------------
     def _uses_raw(self, ids: IdKind, mapping) -> bool:
@@ -177,8 +196,8 @@ class TrainedRun:
         """Top-``k`` items per user, best first. ``exclude_seen`` removes the user's training
         items (the evaluator's mask, so lists equal the evaluator's rankings). Unknown users raise
         a DataError, or get the most popular training items with ``fallback="popular"``."""
-        if k <= 0 or k > self.dataset.n_items:
-            raise DataError(f"--k: must be between 1 and the number of items ({self.dataset.n_items}), got {k}")
+        if k <= 0 or k > self.n_items:
+            raise DataError(f"--k: must be between 1 and the number of items ({self.n_items}), got {k}")
         index, known = self.user_index(users, ids)
         if not known.all() and fallback == "error":
             raise DataError(f"unknown user {list(users)[int(np.argmin(known))]!r} "
@@ -186,10 +205,10 @@ class TrainedRun:
         out: list[Recommendation] = []
         if known.any():
             top = masked_top_k(self._score, torch.as_tensor(index[known], device=self.device),
-                               self._seen if exclude_seen else None, top_length_for(k, self.dataset.n_items))
+                               self._seen if exclude_seen else None, top_length_for(k, self.n_items))
             top_items = top.indices[:, :k].cpu().numpy()
             top_scores = top.values[:, :k].cpu().numpy()
-        popularity = self.dataset.item_popularity()
+        popularity = self.dataset.item_popularity()  # added items have none: never in this list
         popular = np.argsort(-popularity, kind="stable")[:k]
         row = 0
         for user, is_known in zip(users, known):
@@ -207,7 +226,7 @@ class TrainedRun:
             index = np.array([self._item_index.get(str(i), -1) for i in items], dtype=np.int64)
         else:
             index = _internal_ids(items)
-        bad = [item for item, col in zip(items, index) if not 0 <= col < self.dataset.n_items]
+        bad = [item for item, col in zip(items, index) if not 0 <= col < self.n_items]
         if bad:
             raise DataError(f"unknown item {bad[0]!r}")
         return index
@@ -244,13 +263,82 @@ class TrainedRun:
         ``Recommendation.user`` holds the query item."""
         if not self._content:
             raise DataError(f"dataset {self.dataset.name!r} has no item features to compare")
-        if k <= 0 or k >= self.dataset.n_items:
-            raise DataError(f"--k: must be between 1 and the number of other items ({self.dataset.n_items - 1}), got {k}")
+        if k <= 0 or k >= self.n_items:
+            raise DataError(f"--k: must be between 1 and the number of other items ({self.n_items - 1}), got {k}")
         row = int(self.item_index([item], ids)[0])
         similarity = sum(table @ table[row] for table in self._content.values()) / len(self._content)
         similarity[row] = -torch.inf
         top = torch.topk(similarity, k)
         return Recommendation(item, self.item_ids(top.indices.numpy(), ids), top.values.tolist())
+
+    # ---- new items -------------------------------------------------------------------------
+    def add_items(self, features: dict[str, np.ndarray], ids: Sequence | None = None) -> list:
+        """Add items that were not in training, described by their content only: ``features``
+        maps each of the model's modalities to a [n_new, dim] array (the same feature space as
+        the dataset's ``<modality>_feat.npy``). Each new item joins the model's item graphs
+        through its top-K content neighbours in the trained catalogue and gets an embedding from
+        the model's own modality path (``Recommender.cold_item_embeddings``; rules per model in
+        docs/cold_start.md), without retraining. They are then scored, recommended, ranked and
+        compared like any item. ``ids``: their raw ids (required when the dataset has id
+        mappings); otherwise they get the next internal ids. Returns the ids."""
+        from dgl_synergraph.graphs.knn import content_neighbours
+
+        model = self.model
+        if model.cold_start_knn is None:
+            model.cold_item_embeddings({})  # raises: this model has no content path
+        modalities = list(model.projections)
+        missing = [m for m in modalities if m not in features]
+        if missing:
+            raise DataError(f"new items: no {missing[0]!r} features (this model uses {', '.join(modalities)})")
+        arrays = {m: self._new_feature_array(m, features[m]) for m in modalities}
+        n_new = {len(a) for a in arrays.values()}
+        if len(n_new) != 1 or 0 in n_new:
+            raise DataError("new items: every modality must give the same, non-zero number of rows "
+                            f"(got {', '.join(f'{m}: {len(a)}' for m, a in arrays.items())})")
+        count = n_new.pop()
+        new_ids = self._new_item_ids(ids, count)
+        k, weighting = model.cold_start_knn
+        neighbours = {m: tuple(t.to(self.device) for t in content_neighbours(arrays[m], self.dataset.features[m],
+                                                                              k, weighting))
+                      for m in modalities}
+        embeddings = model.cold_item_embeddings(neighbours)
+        first = self.n_items
+        self._item_table = torch.cat([self._item_table, embeddings.t()], dim=1).contiguous()
+        for m, table in self._content.items():  # similar_items covers the new items too
+            extra = arrays.get(m)
+            extra = torch.nn.functional.normalize(torch.as_tensor(extra), dim=1) if extra is not None \
+                else torch.zeros(count, table.shape[1])
+            self._content[m] = torch.cat([table, extra])
+        if self._raw_items is not None:
+            self._raw_items = np.concatenate([self._raw_items, np.array(new_ids, dtype=object)])
+            self._item_index.update({raw: first + i for i, raw in enumerate(new_ids)})
+        return new_ids
+
+    def _new_feature_array(self, modality: str, values) -> np.ndarray:
+        try:
+            array = np.asarray(values, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DataError(f"new items: {modality} features are not numbers") from None
+        dim = self.dataset.features[modality].shape[1]
+        if array.ndim != 2 or array.shape[1] != dim:
+            raise DataError(f"new items: {modality} features must be [n, {dim}] (the dataset's), got {list(array.shape)}")
+        if not np.isfinite(array).all():
+            raise DataError(f"new items: {modality} features contain NaN or infinite values")
+        return array
+
+    def _new_item_ids(self, ids: Sequence | None, count: int) -> list:
+        if self._raw_items is None:
+            if ids is not None:
+                raise DataError(f"dataset {self.dataset.name!r} has no raw item ids: new items get internal ids, omit ids")
+            return list(range(self.n_items, self.n_items + count))
+        if ids is None or len(ids) != count:
+            raise DataError(f"new items: give one id per item ({count}), got {0 if ids is None else len(ids)}")
+        ids = [str(i) for i in ids]
+        taken = [i for i in ids if i in self._item_index]
+        if taken or len(set(ids)) != len(ids):
+            raise DataError(f"new items: id {(taken or ids)[0]!r} is already taken" if taken else
+                            "new items: ids repeat")
+        return ids
 
     def export_all(self, path: str | Path, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True,
                    progress: bool = True) -> int:
@@ -259,15 +347,15 @@ class TrainedRun:
         import polars as pl
         from tqdm.auto import tqdm
 
-        if k <= 0 or k > self.dataset.n_items:
-            raise DataError(f"--k: must be between 1 and the number of items ({self.dataset.n_items}), got {k}")
+        if k <= 0 or k > self.n_items:
+            raise DataError(f"--k: must be between 1 and the number of items ({self.n_items}), got {k}")
         n_users = self.dataset.n_users
         raw_users = self.dataset.raw_user_ids
         frames = []
         for start in tqdm(range(0, n_users, batch_size), desc="recommend", unit="batch", disable=not progress):
             users = torch.arange(start, min(start + batch_size, n_users), device=self.device)
             top = masked_top_k(self._score, users, self._seen if exclude_seen else None,
-                               top_length_for(k, self.dataset.n_items))
+                               top_length_for(k, self.n_items))
             internal = np.repeat(users.cpu().numpy(), k)
             items = top.indices[:, :k].cpu().numpy().ravel()
             frames.append(pl.DataFrame({

@@ -3,6 +3,8 @@
     GET  /health                  the run, model, dataset and catalogue size
     POST /recommend               {"users": [...], "k": 20, "exclude_seen": true,
                                    "candidates": [...] (optional), "fallback": "error"|"popular"}
+    POST /items                   {"items": [{"id": "...", "features": {"image": [...], "text": [...]}}]}:
+                                  new items, scored from their content from then on (multimodal models)
     GET  /items/{item}/similar    ?k=10: items with the closest content (raw modality features)
     GET  /docs                    OpenAPI documentation
 
@@ -27,6 +29,7 @@ from dgl_synergraph.errors import DataError
 # One request may ask for many users at once, but not for an unbounded amount of work.
 MAX_USERS_PER_REQUEST = 10_000
 MAX_CANDIDATES = 100_000
+MAX_NEW_ITEMS = 10_000
 Id = Union[int, str]
 
 
@@ -40,6 +43,24 @@ class RecommendRequest(BaseModel):
                                         description="Rank only these items (a re-ranking stage).")
     fallback: Literal["error", "popular"] = Field(
         "error", description="Unknown users: 404, or the most popular training items.")
+
+
+class NewItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Id | None = Field(None, description="Its id (required when the catalogue has raw ids).")
+    features: dict[str, list[float]] = Field(description="One feature vector per modality of the model.")
+
+
+class AddItemsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[NewItem] = Field(min_length=1, max_length=MAX_NEW_ITEMS)
+
+
+class AddItemsResponse(BaseModel):
+    added: list[Id]
+    items: int = Field(description="Catalogue size after adding them.")
 
 
 class RecommendationOut(BaseModel):
@@ -85,7 +106,6 @@ def _not_found(err: DataError) -> HTTPException:
 
 def create_app(run: TrainedRun) -> FastAPI:
     """The HTTP app for ``run``; loads its dataset, model and embeddings before returning."""
-    n_items = run.dataset.n_items
     run.score([0], [0], ids="internal")  # loads the model and computes every embedding once
     lock = threading.Lock()
     app = FastAPI(title="SynerGraph", summary="Recommendations from a trained SynerGraph run.")
@@ -93,12 +113,12 @@ def create_app(run: TrainedRun) -> FastAPI:
     @app.get("/health", response_model=Health)
     def health() -> Health:
         return Health(status="ok", run=str(run.run_dir), model=run.config.model, dataset=run.config.dataset,
-                      users=run.dataset.n_users, items=n_items)
+                      users=run.dataset.n_users, items=run.n_items)
 
     @app.post("/recommend", response_model=RecommendResponse)
     def recommend(request: RecommendRequest) -> RecommendResponse:
-        if request.k > n_items:
-            raise HTTPException(status_code=422, detail=f"k: at most the number of items ({n_items}), got {request.k}")
+        if request.k > run.n_items:
+            raise HTTPException(status_code=422, detail=f"k: at most the number of items ({run.n_items}), got {request.k}")
         with lock:
             try:
                 if request.candidates is None:
@@ -114,14 +134,30 @@ def create_app(run: TrainedRun) -> FastAPI:
     @app.get("/items/{item}/similar", response_model=SimilarResponse)
     def similar(item: Annotated[str, Path(max_length=200)],
                 k: Annotated[int, Query(ge=1, description="How many similar items.")] = 10) -> SimilarResponse:
-        if k >= n_items:
-            raise HTTPException(status_code=422, detail=f"k: at most the number of other items ({n_items - 1}), got {k}")
+        if k >= run.n_items:
+            raise HTTPException(status_code=422, detail=f"k: at most the number of other items ({run.n_items - 1}), got {k}")
         with lock:
             try:
                 rec = run.similar_items(item, k=k)
             except DataError as err:
                 raise _not_found(err) from None
         return SimilarResponse(item=_plain(rec.user), similar=[_plain(i) for i in rec.items], scores=rec.scores)
+
+    @app.post("/items", response_model=AddItemsResponse, status_code=201)
+    def add_items(request: AddItemsRequest) -> AddItemsResponse:
+        modalities = sorted({m for item in request.items for m in item.features})
+        ids = [item.id for item in request.items]
+        if any(set(item.features) != set(modalities) for item in request.items):
+            raise HTTPException(status_code=422, detail="items: every item must give the same modalities")
+        if len({len(item.features[m]) for item in request.items for m in modalities[:1]}) > 1:
+            raise HTTPException(status_code=422, detail=f"items: {modalities[0]} vectors differ in length")
+        features = {m: [item.features[m] for item in request.items] for m in modalities}
+        with lock:
+            try:
+                added = run.add_items(features, None if all(i is None for i in ids) else [str(i) for i in ids])
+            except DataError as err:
+                raise HTTPException(status_code=422, detail=str(err)) from None
+        return AddItemsResponse(added=[_plain(i) for i in added], items=run.n_items)
 
     return app
 

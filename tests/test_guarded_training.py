@@ -14,6 +14,7 @@ from dgl_synergraph.training.trainer import TrainingFailed
 from dgl_synergraph.training import rundir, train, trainer
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of .lr_scheduler.step")
 def test_a_nan_loss_stops_the_run_and_names_the_last_good_checkpoint(tiny, tiny_dir, tmp_path, monkeypatch):
     real_epoch, calls = trainer.train_epoch, []
 

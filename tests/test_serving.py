@@ -140,6 +140,26 @@ def test_the_server_answers_as_the_python_api(server, sample_run):
     assert "/recommend" in httpx.get(f"{base}/openapi.json").json()["paths"]
 
 
+def test_new_items_posted_to_the_server_are_recommended(server, sample_run):
+    base, _, _ = server
+    run = load_run(sample_run)
+    features = {m: f[[7, 8]].tolist() for m, f in run.dataset.features.items()}
+    body = {"items": [{"id": "NEW-A", "features": {m: v[0] for m, v in features.items()}},
+                      {"id": "NEW-B", "features": {m: v[1] for m, v in features.items()}}]}
+    reply = httpx.post(f"{base}/items", json=body)
+    assert reply.status_code == 201, reply.text
+    assert reply.json() == {"added": ["NEW-A", "NEW-B"], "items": run.dataset.n_items + 2}
+    expected = run.add_items({m: np.array(v) for m, v in features.items()}, ids=["NEW-A", "NEW-B"])
+    ranked = httpx.post(f"{base}/recommend", json={"users": ["3"], "candidates": ["NEW-A", "NEW-B"], "k": 2}).json()
+    assert ranked["recommendations"][0]["items"] == run.rank("3", expected, k=2).items
+    np.testing.assert_allclose(ranked["recommendations"][0]["scores"], run.rank("3", expected, k=2).scores, rtol=1e-5)
+    assert httpx.get(f"{base}/health").json()["items"] == run.dataset.n_items + 2
+    again = httpx.post(f"{base}/items", json=body)
+    assert again.status_code == 422 and "already taken" in again.json()["detail"]
+    wrong = {"items": [{"id": "NEW-C", "features": {"image": [1.0, 2.0], "text": features["text"][0]}}]}
+    assert httpx.post(f"{base}/items", json=wrong).status_code == 422
+
+
 @pytest.mark.parametrize("method, path, body, status, detail", [
     ("post", "/recommend", {"users": ["no-such-user"], "k": 3}, 404, "unknown user 'no-such-user'"),
     ("post", "/recommend", {"users": ["3"], "k": 3, "candidates": ["nope"]}, 404, "unknown item 'nope'"),

@@ -259,3 +259,38 @@ def _read_id_mapping(path: Path, size: int) -> np.ndarray | None:
     out[:] = None
     out[internal.to_numpy()] = raw.to_numpy()
     return out
+
+
+NEW_ITEM_IDS = "ids.txt"
+
+
+def read_new_items(folder: str | Path, modalities: list[str], raw_ids: bool) -> tuple[dict[str, np.ndarray], list | None]:
+    """Items outside a trained catalogue, from a folder: ``<modality>_feat.npy`` for the
+    ``modalities`` present, and their ids in ``ids.txt`` (one per line) or ``i_id_mapping.csv``
+    (a ``preprocess`` folder). Ids are required when ``raw_ids`` (the run's dataset has them)."""
+    folder = Path(folder)
+    present = [m for m in modalities if (folder / f"{m}_feat.npy").is_file()]
+    if not present:
+        raise DataError(f"{folder}: no feature file ({', '.join(f'{m}_feat.npy' for m in modalities)})")
+    features = {}
+    for m in present:
+        path = folder / f"{m}_feat.npy"
+        try:
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        features[m] = load_features(path, shape[0] if shape else 0)
+        if len(features[m]) != len(features[present[0]]):
+            raise DataError(f"{path}: has {len(features[m])} rows but {present[0]}_feat.npy has "
+                            f"{len(features[present[0]])} (one row per new item in each file)")
+    n_rows = len(features[present[0]])
+    ids = None
+    if (folder / NEW_ITEM_IDS).is_file():
+        ids = [line.strip() for line in (folder / NEW_ITEM_IDS).read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif (folder / "i_id_mapping.csv").is_file():
+        ids = [str(i) for i in _read_id_mapping(folder / "i_id_mapping.csv", n_rows)]
+    if raw_ids and ids is None:
+        raise DataError(f"{folder}: no {NEW_ITEM_IDS} (one item id per line) or i_id_mapping.csv")
+    if ids is not None and len(ids) != n_rows:
+        raise DataError(f"{folder / NEW_ITEM_IDS}: {len(ids)} ids for {n_rows} feature rows")
+    return features, ids

@@ -95,6 +95,29 @@ def knn_graph(
     return ItemGraph(src.cpu(), dst.cpu(), weight.cpu(), n)
 
 
+@torch.no_grad()
+def content_neighbours(query: torch.Tensor | np.ndarray, catalogue: torch.Tensor | np.ndarray, k: int,
+                       weighting: Weighting = "similarity", chunk_rows: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` catalogue rows by cosine similarity for each query row (items outside the
+    catalogue, e.g. new ones), ``chunk_rows`` queries at a time: (index [n, k], weight [n, k]).
+
+    Weights follow ``knn_graph``'s (clamped similarity, or 1 per neighbour) and are normalised
+    over each query's row to sum to 1: a new item has no in-edges, so there is no symmetric
+    degree to normalise by. A row whose similarities are all <= 0 gets equal weights."""
+    catalogue = F.normalize(torch.as_tensor(catalogue, dtype=torch.float32), dim=1)
+    query = F.normalize(torch.as_tensor(query, dtype=torch.float32), dim=1)
+    k = min(k, catalogue.shape[0])
+    indices, weights = [], []
+    for start in range(0, query.shape[0], chunk_rows):
+        top = torch.topk(query[start : start + chunk_rows] @ catalogue.t(), k, dim=1)
+        raw = top.values.clamp(min=0) if weighting == "similarity" else torch.ones_like(top.values)
+        total = raw.sum(1, keepdim=True)
+        raw = torch.where(total > 0, raw / total.clamp(min=1e-12), torch.full_like(raw, 1.0 / k))
+        indices.append(top.indices)
+        weights.append(raw)
+    return torch.cat(indices), torch.cat(weights)
+
+
 def normalise_graph(graph: ItemGraph) -> ItemGraph:
     """The row-sum symmetric normalisation of an unnormalised graph."""
     return ItemGraph(graph.src, graph.dst, row_symmetric_normalise(graph.dst, graph.src, graph.weight, graph.n_items),

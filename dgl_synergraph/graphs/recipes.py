@@ -77,6 +77,16 @@ def modality_knn(dataset: Dataset, *, device: torch.device, modalities: str, knn
             "features": _features(dataset, names)}
 
 
+def mixing_weights(modalities: list[str], image_weight: float) -> dict[str, float]:
+    """FREEDOM's share of each modality graph: ``image_weight`` for the image, the rest spread
+    evenly over the others (one modality: all of it)."""
+    if len(modalities) == 1:
+        return {modalities[0]: 1.0}
+    others = [m for m in modalities if m != "image"]
+    rest = (1 - image_weight) if "image" in modalities else 1.0
+    return {m: image_weight if m == "image" else rest / len(others) for m in modalities}
+
+
 def freedom_mixed(dataset: Dataset, *, device: torch.device, modalities: str, knn_k: int,
                   image_weight: float) -> dict[str, Any]:
     """FREEDOM's frozen graph: binary kNN graphs mixed as w * image + (1 - w) spread over the
@@ -87,9 +97,7 @@ def freedom_mixed(dataset: Dataset, *, device: torch.device, modalities: str, kn
     if len(graphs) == 1:
         mixed = next(iter(graphs.values()))
     else:
-        others = [m for m in names if m != "image"]
-        rest = (1 - image_weight) if "image" in names else 1.0
-        mixed = merge_graphs([(image_weight if m == "image" else rest / len(others), graphs[m]) for m in names])
+        mixed = merge_graphs([(weight, graphs[m]) for m, weight in mixing_weights(names, image_weight).items()])
     return {"graph": _heterograph(dataset, {MIXED_RELATION: mixed}), "features": _features(dataset, names)}
 
 

@@ -7,7 +7,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dgl_synergraph.errors import require
+from dgl_synergraph.errors import DataError, require
+
+#: per modality: the new items' top-K catalogue neighbours [n_new, K] and their weights (rows sum to 1)
+Neighbours = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def positive(**values: float) -> None:
@@ -36,6 +39,9 @@ class Recommender(nn.Module):
     """
 
     trainable: bool = True
+    #: (K, weighting) of the content neighbours a new item takes (``cold_item_embeddings``);
+    #: None for models without a content path
+    cold_start_knn: tuple[int, str] | None = None
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -51,9 +57,23 @@ class Recommender(nn.Module):
         """Numbers worth logging at each evaluation (e.g. gate statistics); none by default."""
         return {}
 
+    def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
+        """Final embeddings [n_new, d] of items that were not in training, from their content
+        alone: ``neighbours[m]`` are their top-K catalogue neighbours by cosine similarity of the
+        raw features of modality ``m`` (K and weighting from :attr:`cold_start_knn`). The rule of
+        each model is in docs/cold_start.md. ID-only models have no content path."""
+        raise DataError(f"{type(self).__name__} scores items by their ID embeddings only: it cannot score "
+                        f"items that were not in training (use a multimodal model: mgcn, synergraph, siger, freedom)")
+
     @torch.no_grad()
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """Return ``score(users) -> [len(users), n_items]`` with embeddings computed once."""
         user_emb, item_emb = self.embeddings()
         item_t = item_emb.t().contiguous()
         return lambda users: user_emb[users] @ item_t
+
+
+def from_neighbours(rows: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """One propagation step into new items: the weighted sum of their neighbours' ``rows``."""
+    index, weight = neighbours
+    return (rows[index] * weight[..., None]).sum(1)

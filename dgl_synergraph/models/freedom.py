@@ -10,9 +10,9 @@ from torch import nn
 
 from dgl_synergraph.errors import require
 from dgl_synergraph.graphs.hetero import INTERACTS, ITEM, USER, build_heterograph, degree_norm
-from dgl_synergraph.graphs.recipes import MIXED_RELATION
+from dgl_synergraph.graphs.recipes import MIXED_RELATION, mixing_weights
 from dgl_synergraph.losses import bpr_loss
-from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
+from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -64,6 +64,8 @@ class FREEDOM(Recommender):
         self.mm_encoder = ItemGraphEncoder(graph, MIXED_RELATION, n_mm_layers)
         self.modality_bpr_weight = reg_weight
         self.dropout = dropout
+        self.cold_start_knn = (knn_k, "binary")
+        self.mixing = mixing_weights(sorted(features), image_weight)
         users, items = graph.edges(etype=INTERACTS)  # the training pairs, in their original order
         self.train_pairs = torch.stack([users, items], dim=1)
         # Sampling weight of each edge: its symmetric-normalised value 1/sqrt(d_u d_i).
@@ -88,6 +90,13 @@ class FREEDOM(Recommender):
 
     def embeddings(self):
         return self._forward(self.ui_encoder)
+
+    @torch.no_grad()
+    def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
+        """A new item's user-item view is zero (no ID, no interactions); its item-item view is one
+        step over the mixed graph: each modality's neighbours weighted as the graphs are mixed."""
+        rows = self.mm_encoder.last_input(self.item_embedding)
+        return sum(weight * from_neighbours(rows, neighbours[m]) for m, weight in self.mixing.items())
 
     def loss(self, users, pos_items, neg_items):
         user_emb, item_emb = self._forward(self.train_encoder)

@@ -16,7 +16,7 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender, non_negative, positive, xavier_table
+from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, positive, xavier_table
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -94,6 +94,7 @@ class MGCN(Recommender):
         self.reg_weight = reg_weight
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
+        self.cold_start_knn = (knn_k, knn_weighting)
 
     def views(self, user_rows: torch.Tensor | None = None, item_rows: torch.Tensor | None = None) -> MultimodalViews:
         """Every view of every node; with ``user_rows`` / ``item_rows`` the fused (side) and final
@@ -120,6 +121,19 @@ class MGCN(Recommender):
     def embeddings(self):
         views = self.views()
         return views.user, views.item
+
+    @torch.no_grad()
+    def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
+        """A new item has no ID embedding and no interactions, so its behaviour view is zero;
+        each modality view is one item-item step from its content neighbours' purified rows, and
+        the fuser combines them under that zero behaviour view."""
+        modal = {}
+        for m in self.modalities:
+            projected = self.projections[m]()
+            purified = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
+            modal[m] = from_neighbours(self.ii_encoders[m].last_input(purified), neighbours[m])
+        behaviour = torch.zeros_like(next(iter(modal.values())))
+        return self.fuser(modal, behaviour)
 
     def loss(self, users, pos_items, neg_items):
         views = self.views(torch.unique(users), torch.unique(torch.cat([pos_items, neg_items])))

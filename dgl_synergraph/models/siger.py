@@ -25,7 +25,7 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.graphs.recipes import semantic_relation
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Recommender, non_negative, positive, xavier_table
+from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, positive, xavier_table
 from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -114,6 +114,7 @@ class SIGER(Recommender):
         self.anchor_weight, self.anchor_temperature = anchor_weight, anchor_temperature
         self.anchor_multi_positive = anchor_multi_positive
         self.align_weight, self.align_temperature = align_weight, align_temperature
+        self.cold_start_knn = (knn_k, knn_weighting)
 
     def training_diagnostics(self) -> dict[str, float]:
         return gate_diagnostics(self.purifiers)
@@ -152,6 +153,20 @@ class SIGER(Recommender):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         s_item, s_user = self.semantic(self.project())
         return b_user + self._fuse(s_user), b_item + self._fuse(s_item)
+
+    @torch.no_grad()
+    def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
+        """A new item's behaviour view is zero (no ID, no interactions) and it has no
+        co-occurrence edges; each semantic view is one step from its content neighbours' rows of
+        the last semantic layer's input, and the views are averaged as for every item."""
+        projected = self.project()
+        views = {}
+        for m in self.modalities:
+            h = projected[m]
+            for _ in range(max(self.n_sem_layers - 1, 0)):
+                h = self.sem_steps[m](h)
+            views[m] = from_neighbours(h, neighbours[m])
+        return self._fuse(views)
 
     def loss(self, users, pos_items, neg_items):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)

@@ -153,7 +153,13 @@ class ItemGraphEncoder(nn.Module):
         self.n_layers = n_layers
         self.step = HeteroPropagation(graph, [(ITEM, relation, ITEM)])
 
-    def forward(self, h_item: torch.Tensor) -> torch.Tensor:
-        for _ in range(self.n_layers):
+    def forward(self, h_item: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
+        """``n_layers`` steps (default: all of them)."""
+        for _ in range(self.n_layers if n_layers is None else n_layers):
             h_item = self.step({ITEM: h_item})[ITEM]
         return h_item
+
+    def last_input(self, h_item: torch.Tensor) -> torch.Tensor:
+        """What the last layer propagates (``h_item`` itself with 0 or 1 layers): a new item
+        joining the graph takes its neighbours' rows of this in one step."""
+        return self(h_item, max(self.n_layers - 1, 0))
