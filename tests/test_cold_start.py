@@ -2,7 +2,7 @@
 
 The models' rule is checked against their own forward pass: an item of the catalogue, given its
 own row of the trained item-item graph as its "content neighbours", must get exactly the item-side
-view the model computes for it (with the behaviour view that a new item lacks set to zero).
+view the model computes for it, plus the behaviour view imputed from those neighbours.
 """
 
 import numpy as np
@@ -19,6 +19,16 @@ from dgl_synergraph.training import train
 from dgl_synergraph.training.trainer import model_for
 
 ITEMS = torch.tensor([0, 5, 17, 42])
+
+
+def _imputed(rows, neighbours, shares):
+    """Reference: the weighted mean direction of the neighbours' rows, at their weighted mean length."""
+    out = []
+    for item in range(len(ITEMS)):
+        pairs = [(share * w, rows[j]) for m, share in shares.items() for j, w in zip(*[t[item] for t in neighbours[m]])]
+        mean = sum(w * r for w, r in pairs)
+        out.append(mean / mean.norm() * sum(w * r.norm() for w, r in pairs))
+    return torch.stack(out)
 
 
 def _model(tiny, tmp_path, monkeypatch, name, **settings):
@@ -46,8 +56,8 @@ def test_mgcn_rule_is_its_own_item_side_view(tiny, tmp_path, monkeypatch, name):
                   for m in model.modalities}
     with torch.no_grad():
         views = model.views()
-        expected = model.fuser({m: views.modal_item[m][ITEMS] for m in model.modalities},
-                               torch.zeros(len(ITEMS), 8))
+        behaviour = _imputed(views.content_item, neighbours, {m: 0.5 for m in model.modalities})
+        expected = behaviour + model.fuser({m: views.modal_item[m][ITEMS] for m in model.modalities}, behaviour)
         got = model.cold_item_embeddings(neighbours)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -62,7 +72,9 @@ def test_freedom_rule_is_its_own_mixed_graph_step(tiny, tmp_path, monkeypatch):
         index = torch.stack([src[dst == i] for i in ITEMS])
         neighbours[m] = (index, torch.stack([weight[dst == i] for i in ITEMS]))
     with torch.no_grad():
-        expected = model.mm_encoder(model.item_embedding)[ITEMS]
+        _, ui_items = model.ui_encoder(model.user_embedding, model.item_embedding)
+        behaviour = _imputed(ui_items, neighbours, model.mixing)
+        expected = behaviour + model.mm_encoder(model.item_embedding)[ITEMS]
         got = model.cold_item_embeddings(neighbours)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -73,7 +85,9 @@ def test_siger_rule_is_its_own_semantic_view(tiny, tmp_path, monkeypatch):
                   for m in model.modalities}
     with torch.no_grad():
         items, _ = model.semantic(model.project())
-        expected = model._fuse({m: items[m][ITEMS] for m in model.modalities})
+        _, b_item = model.ui_encoder(model.user_embedding, model.item_embedding)
+        behaviour = _imputed(b_item, neighbours, {m: 0.5 for m in model.modalities})
+        expected = behaviour + model._fuse({m: items[m][ITEMS] for m in model.modalities})
         got = model.cold_item_embeddings(neighbours)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
@@ -150,3 +164,21 @@ def test_recommend_new_items_folder(mgcn_run, tiny, tmp_path):
     bad = CliRunner().invoke(app, ["recommend", "--run", str(mgcn_run), "--user", "0", "--new-items", str(folder)])
     lines = [line for line in bad.output.splitlines() if line.strip()]
     assert bad.exit_code != 0 and len(lines) == 1 and "text_feat.npy: has 2 rows but image_feat.npy has 1" in lines[0]
+
+
+def test_the_cold_start_protocol_holds_items_out_entirely(tiny, tmp_path, monkeypatch):
+    from dgl_synergraph.evaluation.cold_start import hold_out_items, run_protocol
+
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path / "cache"))
+    warm, held = hold_out_items(tiny, 0.1, 999)
+    assert len(held) == 8 and not set(warm) & set(held) and len(warm) + len(held) == tiny.n_items
+    summary = run_protocol(tiny, "mgcn", tmp_path / "cold", settings={"epochs": 3, "knn_k": 5, "embedding_dim": 8},
+                           progress=False)
+    warm_inter = (tmp_path / "cold" / "data" / "tiny-warm" / "tiny-warm.inter").read_text().splitlines()
+    assert len(warm_inter) - 1 == sum(int(i not in set(held)) for pairs in (tiny.train, tiny.valid, tiny.test)
+                                      for i in pairs[:, 1])
+    buyers = {int(u) for pairs in (tiny.train, tiny.valid, tiny.test) for u, i in pairs if i in set(held)}
+    assert 0 < summary["users"] <= len(buyers)
+    assert set(summary["cold"]) == {"mgcn", "content kNN", "random"}
+    assert all(0 <= value <= 1 for scores in summary["cold"].values() for value in scores.values())
+    assert (tmp_path / "cold" / "cold_start.json").is_file()

@@ -12,7 +12,8 @@ from dgl_synergraph.errors import require
 from dgl_synergraph.graphs.hetero import INTERACTS, ITEM, USER, build_heterograph, degree_norm
 from dgl_synergraph.graphs.recipes import MIXED_RELATION, mixing_weights
 from dgl_synergraph.losses import bpr_loss
-from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, xavier_table
+from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative,
+                                        xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -93,10 +94,13 @@ class FREEDOM(Recommender):
 
     @torch.no_grad()
     def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
-        """A new item's user-item view is zero (no ID, no interactions); its item-item view is one
-        step over the mixed graph: each modality's neighbours weighted as the graphs are mixed."""
+        """The new item's item-item view is one step over the mixed graph (each modality's
+        neighbours weighted as the graphs are mixed); its user-item view is imputed from its
+        neighbours' with the same weights; the final embedding adds them, as for every item."""
+        _, ui_items = self.ui_encoder(self.user_embedding, self.item_embedding)
         rows = self.mm_encoder.last_input(self.item_embedding)
-        return sum(weight * from_neighbours(rows, neighbours[m]) for m, weight in self.mixing.items())
+        mixed_step = sum(share * from_neighbours(rows, neighbours[m]) for m, share in self.mixing.items())
+        return imputed_behaviour(ui_items, neighbours, self.mixing) + mixed_step
 
     def loss(self, users, pos_items, neg_items):
         user_emb, item_emb = self._forward(self.train_encoder)

@@ -16,7 +16,8 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, positive, xavier_table
+from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
+                                        xavier_table)
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -124,16 +125,17 @@ class MGCN(Recommender):
 
     @torch.no_grad()
     def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
-        """A new item has no ID embedding and no interactions, so its behaviour view is zero;
-        each modality view is one item-item step from its content neighbours' purified rows, and
-        the fuser combines them under that zero behaviour view."""
+        """Each modality view is one item-item step from the new item's content neighbours'
+        purified rows; its behaviour view is imputed from theirs; the fuser combines the views
+        under it, and the final embedding adds them, as for every item."""
+        _, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        behaviour = imputed_behaviour(content_item, neighbours)
         modal = {}
         for m in self.modalities:
             projected = self.projections[m]()
             purified = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
             modal[m] = from_neighbours(self.ii_encoders[m].last_input(purified), neighbours[m])
-        behaviour = torch.zeros_like(next(iter(modal.values())))
-        return self.fuser(modal, behaviour)
+        return behaviour + self.fuser(modal, behaviour)
 
     def loss(self, users, pos_items, neg_items):
         views = self.views(torch.unique(users), torch.unique(torch.cat([pos_items, neg_items])))

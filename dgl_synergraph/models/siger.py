@@ -25,7 +25,8 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import ITEM, USER
 from dgl_synergraph.graphs.recipes import semantic_relation
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import Neighbours, Recommender, from_neighbours, non_negative, positive, xavier_table
+from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
+                                        xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -156,9 +157,10 @@ class SIGER(Recommender):
 
     @torch.no_grad()
     def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
-        """A new item's behaviour view is zero (no ID, no interactions) and it has no
-        co-occurrence edges; each semantic view is one step from its content neighbours' rows of
-        the last semantic layer's input, and the views are averaged as for every item."""
+        """A new item has no co-occurrence edges: each semantic view is one step from its content
+        neighbours' rows of the last semantic layer's input, averaged over the modalities as for
+        every item; its behaviour view is imputed from its neighbours'; the final adds them."""
+        _, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         projected = self.project()
         views = {}
         for m in self.modalities:
@@ -166,7 +168,7 @@ class SIGER(Recommender):
             for _ in range(max(self.n_sem_layers - 1, 0)):
                 h = self.sem_steps[m](h)
             views[m] = from_neighbours(h, neighbours[m])
-        return self._fuse(views)
+        return imputed_behaviour(b_item, neighbours) + self._fuse(views)
 
     def loss(self, users, pos_items, neg_items):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
