@@ -199,3 +199,12 @@ def test_sigterm_stops_the_server_cleanly(server):
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{base}/health", timeout=2)
+
+
+def test_the_load_test_prints_its_table(sample_run):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.serve", "--run", str(sample_run), "--requests", "20",
+                             "--concurrency", "1", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, DGLBACKEND="pytorch"))
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[0:2] for row in rows] == [["| 1", "20"], ["| 2", "20"]]
