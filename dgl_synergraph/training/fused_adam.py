@@ -35,17 +35,22 @@ log = logging.getLogger(__name__)
 SOURCE = r"""
 #include <math.h>
 #include <stdint.h>
+/* One element: the moments, then the parameter, left in pi. */
+#define ADAM_UPDATE(i)                                                  \
+    float gi = g[i];                                                    \
+    float mi = m[i] + weight * (gi - m[i]);                             \
+    float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;                \
+    m[i] = mi;                                                          \
+    v[i] = vi;                                                          \
+    float pi = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps); \
+    p[i] = pi;
+
 void adam_step(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
                float weight, float beta2, float one_minus_beta2, float bc2_sqrt, float eps, float neg_step_size,
                int threads) {
     #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = m[i] + weight * (gi - m[i]);
-        float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+        ADAM_UPDATE(i)
     }
 }
 
@@ -56,13 +61,7 @@ void adam_step_shadow(float *restrict p, const float *restrict g, float *restric
                       float bc2_sqrt, float eps, float neg_step_size, int threads) {
     #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float gi = g[i];
-        float mi = m[i] + weight * (gi - m[i]);
-        float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        float pi = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-        p[i] = pi;
+        ADAM_UPDATE(i)
         union { float f; uint32_t u; } bits = { pi };
         uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);
         shadow[i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
