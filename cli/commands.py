@@ -52,26 +52,29 @@ def _open_run(run_dir, device, data_dir, force=False):
 @click.option("--device", type=DEVICE, help="auto (CUDA when available), cpu or cuda.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]),
               help="fp32 (default), or bf16 modality projections (faster on AMX / AVX-512 bf16 CPUs).")
+@click.option("--backend", type=click.Choice(["auto", "dgl", "torch"]),
+              help="Graph propagation: DGL, or torch CSR products (any device torch runs on); auto (default): "
+                   "DGL where its build supports the device.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a setting or model hyperparameter; repeatable.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory with its saved config.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if it holds one.")
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines; print only the final table.")
-def train(dataset, model, data_dir, out, epochs, seed, device, precision, config_file, settings, resume, overwrite,
-          quiet):
+def train(dataset, model, data_dir, out, epochs, seed, device, precision, backend, config_file, settings, resume,
+          overwrite, quiet):
     """Train a model, select its best epoch on validation, report test metrics."""
     from dgl_synergraph import api
     from dgl_synergraph.reports.tables import metrics_table
 
     _setup_logging(quiet)
     if resume:
-        if any(v is not None for v in (dataset, model, data_dir, out, seed, device, precision, config_file)) \
+        if any(v is not None for v in (dataset, model, data_dir, out, seed, device, precision, backend, config_file)) \
                 or settings or overwrite:
             raise click.UsageError("--resume uses the run's saved config; only --epochs may be given with it")
         result = api.resume(resume, epochs=epochs, progress=not quiet)
     else:
         layers = _settings_layers(config_file, settings, {"dataset": dataset, "model": model, "epochs": epochs,
-                                                          "seed": seed, "device": device, "precision": precision,
+                                                          "seed": seed, "device": device, "precision": precision, "backend": backend,
                                                           "data_dir": data_dir})
         result = api.train(api.build_config(*layers), out=out, progress=not quiet, overwrite=overwrite)
     metrics = result.metrics

@@ -42,6 +42,9 @@ class RunConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # bf16: modality projections computed in bfloat16 (faster on AMX / AVX-512 bf16 CPUs, changes numerics)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # propagation backend: "dgl", "torch" (CSR products, any device torch supports), or "auto":
+    # DGL where its build can use the device, else torch
+    backend: Literal["auto", "dgl", "torch"] = "auto"
     checkpoint_every: int = Field(5, gt=0)
 
     @field_validator("ks")

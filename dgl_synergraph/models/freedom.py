@@ -15,7 +15,7 @@ from dgl_synergraph.losses import bpr_loss
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative,
                                         xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend
 
 
 class FREEDOM(Recommender):
@@ -83,6 +83,7 @@ class FREEDOM(Recommender):
         kept = torch.multinomial(self.edge_weight, keep, replacement=False)
         pruned = build_heterograph(self.n_users, self.n_items, self.train_pairs[kept])
         self.train_encoder = LightGCNEncoder(pruned, self.n_ui_layers).to(self.user_embedding.device)
+        set_backend(self.train_encoder, backend_of(self.ui_encoder))
 
     def _forward(self, encoder: LightGCNEncoder) -> tuple[torch.Tensor, torch.Tensor]:
         mm_items = self.mm_encoder(self.item_embedding)

@@ -49,6 +49,16 @@ class WeightedAdjacency:
     def __init__(self, relation: dgl.DGLGraph, weight: torch.Tensor):
         src, dst = relation.edges()
         n_src, n_dst = relation.num_nodes(relation.srctypes[0]), relation.num_nodes(relation.dsttypes[0])
+        self._build(src, dst, weight, n_src, n_dst)
+
+    @classmethod
+    def from_edges(cls, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int,
+                   n_dst: int) -> "WeightedAdjacency":
+        adjacency = cls.__new__(cls)
+        adjacency._build(src, dst, weight, n_src, n_dst)
+        return adjacency
+
+    def _build(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int, n_dst: int) -> None:
         coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weight.reshape(-1).float(), (n_dst, n_src))
         coo = coo.coalesce()  # duplicate edges add up, as in a message-passing sum
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
@@ -73,11 +83,22 @@ class WeightedAdjacency:
         return _SparseProduct.apply(h_src, self.matrix, self.transposed)
 
 
+BACKENDS = ("dgl", "torch")
+
+
 class HeteroPropagation(nn.Module):
-    """One parameter-free propagation step over chosen relations of the heterograph."""
+    """One parameter-free propagation step over chosen relations of the heterograph.
+
+    Backend ``"dgl"`` (the default) runs the interaction relations as DGL's ``copy_u_sum``;
+    ``"torch"`` (:meth:`use_backend`) runs them as torch CSR products with the symmetric
+    normalisation folded into the edge weights, for devices DGL's build cannot use (a CUDA
+    torch with the CPU DGL wheel). Weighted item relations are torch CSR products either way.
+    """
 
     def __init__(self, graph: dgl.DGLGraph, relations: list[tuple[str, str, str]]):
         super().__init__()
+        self.backend = "dgl"
+        self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
         self.relations = [graph.to_canonical_etype(r) for r in relations]
         for ntype in graph.ntypes:
             if "norm" in graph.nodes[ntype].data:
@@ -94,10 +115,24 @@ class HeteroPropagation(nn.Module):
         for rel, g in self._graphs.items():
             if g.device != device:
                 self._graphs[rel] = g.to(device)
-        for adjacency in self.weighted.values():
+        for adjacency in [*self.weighted.values(), *self._torch_interactions.values()]:
             if adjacency.device != device:
                 adjacency.to(device)
         return out
+
+    def use_backend(self, backend: str) -> None:
+        """Switch the interaction relations to ``backend`` (the same D^-1/2 A D^-1/2 product)."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        if backend == "torch" and not self._torch_interactions:
+            for rel, g in self._graphs.items():
+                src_type, _, dst_type = rel
+                src, dst = g.edges()
+                weight = (getattr(self, f"norm_{src_type}")[src.long()].flatten()
+                          * getattr(self, f"norm_{dst_type}")[dst.long()].flatten())
+                self._torch_interactions[rel] = WeightedAdjacency.from_edges(
+                    src.long(), dst.long(), weight, g.num_nodes(src_type), g.num_nodes(dst_type)).to(weight.device)
+        self.backend = backend
 
     def num_edges(self, rel: tuple[str, str, str]) -> int:
         """Edges of one relation as propagated (duplicates of a weighted relation count once)."""
@@ -107,6 +142,8 @@ class HeteroPropagation(nn.Module):
         """Messages along one relation into its destination nodes."""
         if rel in self.weighted:
             return self.weighted[rel](h_src)
+        if self.backend == "torch":
+            return self._torch_interactions[rel](h_src)
         src, _, dst = rel
         return normalized_sum(self._graphs[rel], h_src, getattr(self, f"norm_{src}"), getattr(self, f"norm_{dst}"))
 
@@ -163,3 +200,28 @@ class ItemGraphEncoder(nn.Module):
         """What the last layer propagates (``h_item`` itself with 0 or 1 layers): a new item
         joining the graph takes its neighbours' rows of this in one step."""
         return self(h_item, max(self.n_layers - 1, 0))
+
+
+def set_backend(model: nn.Module, backend: str) -> None:
+    """Run every propagation of ``model`` on ``backend`` ("dgl" or "torch")."""
+    for module in model.modules():
+        if isinstance(module, HeteroPropagation):
+            module.use_backend(backend)
+
+
+def backend_of(model: nn.Module) -> str:
+    """The backend ``model``'s propagations run on ("dgl" when it has none)."""
+    return next((m.backend for m in model.modules() if isinstance(m, HeteroPropagation)), "dgl")
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"``: DGL where its build can run on ``device``, else the torch backend."""
+    if backend != "auto":
+        return backend
+    if device.type == "cpu":
+        return "dgl"
+    try:
+        dgl.graph((torch.tensor([0]), torch.tensor([0]))).to(device)
+    except Exception:  # noqa: BLE001 - DGL raises assorted errors for a device its build lacks
+        return "torch"
+    return "dgl"

@@ -31,6 +31,7 @@ from dgl_synergraph.evaluation.evaluator import split_evaluator
 from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
 from dgl_synergraph.nn.multimodal import set_precision
+from dgl_synergraph.nn.propagation import backend_of, resolve_backend, set_backend
 from dgl_synergraph.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -159,6 +160,7 @@ def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Reco
     torch.manual_seed(config.seed)
     model = build_model(config.model, dataset, config.model_params, device)
     set_precision(model, config.precision)
+    set_backend(model, resolve_backend(config.backend, device))
     return model
 
 
@@ -269,9 +271,9 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
         state.best_model_state = checkpoint["best_model_state"] if state.best_score > -math.inf else None
         _restore_rng(checkpoint["rng"], generator)
         log.info("resuming %s from epoch %d", run_dir, state.epoch)
-    log.info("%s: %d users, %d items, %d/%d/%d train/valid/test; model %s %s on %s",
+    log.info("%s: %d users, %d items, %d/%d/%d train/valid/test; model %s %s on %s (%s propagation)",
              dataset.name, dataset.n_users, dataset.n_items, len(dataset.train), len(dataset.valid),
-             len(dataset.test), config.model, config.model_params, device)
+             len(dataset.test), config.model, config.model_params, device, backend_of(model))
 
     valid_eval = split_evaluator(dataset, "valid", config.ks, config.eval_batch_size, device)
     test_eval = split_evaluator(dataset, "test", config.ks, config.eval_batch_size, device,
