@@ -59,12 +59,31 @@ def _open_run(run_dir, device, data_dir, force=False):
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a setting or model hyperparameter; repeatable.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory with its saved config.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out if it holds one.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train data-parallel in N processes on this host (starts torchrun: gloo on CPU, nccl on GPUs).")
 @click.option("--quiet", is_flag=True, help="No progress bar or log lines; print only the final table.")
 def train(dataset, model, data_dir, out, epochs, seed, device, precision, backend, config_file, settings, resume,
-          overwrite, quiet):
+          overwrite, nproc, quiet):
     """Train a model, select its best epoch on validation, report test metrics."""
     from dgl_synergraph import api
     from dgl_synergraph.reports.tables import metrics_table
+
+    if nproc > 1:
+        from dgl_synergraph.training.distributed import launch
+
+        flags = {"--dataset": dataset, "--model": model, "--data-dir": data_dir, "--out": out, "--epochs": epochs,
+                 "--seed": seed, "--device": device, "--precision": precision, "--backend": backend,
+                 "--config": config_file, "--resume": resume}
+        args = [a for flag, value in flags.items() if value is not None for a in (flag, str(value))]
+        args += [a for pair in settings for a in ("--set", pair)]
+        args += ["--overwrite"] * overwrite + ["--quiet"] * quiet
+        code = launch(nproc, ["train", *args])
+        if code != 0:
+            from dgl_synergraph.errors import RunError
+
+            raise RunError(f"--nproc {nproc}: data-parallel training failed (exit status {code}); "
+                           f"the failing rank's message is above")
+        return
 
     _setup_logging(quiet)
     if resume:
@@ -77,6 +96,10 @@ def train(dataset, model, data_dir, out, epochs, seed, device, precision, backen
                                                           "seed": seed, "device": device, "precision": precision, "backend": backend,
                                                           "data_dir": data_dir})
         result = api.train(api.build_config(*layers), out=out, progress=not quiet, overwrite=overwrite)
+    from dgl_synergraph.training.distributed import current
+
+    if not current().writes:  # data-parallel: rank 0 reports
+        return
     metrics = result.metrics
     click.echo(f"{metrics['model']} on {metrics['dataset']}: best epoch {metrics['best_epoch']} "
                f"(of {metrics['epochs_run']}); run directory {result.run_dir}")

@@ -77,3 +77,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from cli import commands  # noqa: E402,F401  (registers the subcommands on ``app``)
+
+if __name__ == "__main__":  # python -m cli.main: what torchrun starts for data-parallel training
+    from cli.main import main as entry  # the module the subcommands registered on, not this __main__
+
+    entry()

@@ -39,6 +39,7 @@ def test_a_nan_loss_stops_the_run_and_names_the_last_good_checkpoint(tiny, tiny_
     assert len((out / "history.csv").read_text().splitlines()) == 1 + 3
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of .lr_scheduler.step")
 def test_a_nan_loss_in_the_first_epoch_says_nothing_was_saved(tiny_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "train_epoch", lambda *args, **kwargs: {"bpr": math.inf})
     result = CliRunner().invoke(app, ["train", "--dataset", "tiny", "--data-dir", str(tiny_dir), "--epochs", "3",

@@ -8,7 +8,7 @@ beyond one batch.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -108,14 +108,35 @@ class RankingEvaluator:
         position = torch.searchsorted(self.target_keys, keys).clamp(max=len(self.target_keys) - 1)
         return self.target_keys[position] == keys
 
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_users // self.batch_size)
+
     @torch.no_grad()
-    def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
-        totals: dict[str, torch.Tensor] = {}
-        for start in range(0, self.n_users, self.batch_size):
-            users = self.users[start : start + self.batch_size]
+    def batch_sums(self, score_fn: Callable[[torch.Tensor], torch.Tensor],
+                   batches: Iterable[int]) -> dict[int, dict[str, torch.Tensor]]:
+        """Per-metric sums of the user batches ``batches`` (indices into the batch sequence)."""
+        out = {}
+        for index in batches:
+            users = self.users[index * self.batch_size : (index + 1) * self.batch_size]
             top = self.top_items(score_fn, users)
             hits = self._is_target(users[:, None] * self.n_items + top)
-            for key, value in metric_sums(hits, self.target.row_counts(users), self.ks).items():
+            out[index] = {key: value.cpu() for key, value in
+                          metric_sums(hits, self.target.row_counts(users), self.ks).items()}
+        return out
+
+    def evaluate(self, score_fn: Callable[[torch.Tensor], torch.Tensor], shard: tuple[int, int] = (0, 1),
+                 gather: Callable[[dict], dict] | None = None) -> dict[str, float]:
+        """Mean metrics over the split's users. ``shard=(rank, size)`` ranks only the batches
+        ``rank, rank + size, ...``; ``gather`` merges every shard's batch sums (across processes),
+        which are then added in batch order: the result equals the unsharded one exactly."""
+        rank, size = shard
+        sums = self.batch_sums(score_fn, range(rank, self.n_batches, size))
+        if gather is not None:
+            sums = gather(sums)
+        totals: dict[str, torch.Tensor] = {}
+        for index in range(self.n_batches):
+            for key, value in sums[index].items():
                 totals[key] = totals.get(key, 0) + value
         n = max(self.n_users, 1)
         return {key: float(value) / n for key, value in sorted(totals.items())}

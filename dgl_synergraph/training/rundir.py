@@ -20,6 +20,7 @@ import torch
 from dgl_synergraph.config import RunConfig
 from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.errors import RunError
+from dgl_synergraph.training.distributed import rank_zero_only
 from dgl_synergraph.training.fused_adam import available as fused_adam_available
 from dgl_synergraph.utils import atomic_write, environment_versions, write_json
 
@@ -79,6 +80,7 @@ def read_saved(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
     return RunConfig.from_saved(saved["config"]), saved
 
 
+@rank_zero_only
 def write_config(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     write_json(run_dir / CONFIG_FILE, {
         "config": config.model_dump(),
@@ -95,6 +97,7 @@ def write_config(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
     })
 
 
+@rank_zero_only
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     write_json(run_dir / METRICS_FILE, metrics)
 
@@ -104,6 +107,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path, "metrics") if path.is_file() else None
 
 
+@rank_zero_only
 def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in history:
@@ -123,6 +127,7 @@ def read_history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@rank_zero_only
 def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> None:
     atomic_write(run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(payload, tmp))
 

@@ -46,6 +46,7 @@ from dgl_synergraph.training.rundir import (
     write_history,
     write_metrics,
 )
+from dgl_synergraph.training import distributed
 from dgl_synergraph.training.fused_adam import FusedAdam
 from dgl_synergraph.training.sampler import BPRBatches
 from dgl_synergraph.utils import keep_freed_memory, resolve_device, seed_everything
@@ -116,7 +117,8 @@ def _restore_rng(states: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def _attach_log_file(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / LOG_FILE)
+    rank = distributed.current().rank
+    handler = logging.FileHandler(run_dir / (LOG_FILE if rank == 0 else f"train.rank{rank}.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.INFO)
     package_log.addHandler(handler)
@@ -182,13 +184,18 @@ def tune_allocator(dataset: Dataset) -> bool:
 def train(config: RunConfig, out: str | Path | None = None, dataset: Dataset | None = None,
           progress: bool = True, overwrite: bool = False) -> RunResult:
     """Train ``config`` and write its run directory (``out``, default ``runs/<dataset>-<model>-<time>``).
-    A directory that already holds a run is refused, or with ``overwrite`` emptied first."""
-    run_dir = Path(out) if out is not None else default_run_dir(config)
+    A directory that already holds a run is refused, or with ``overwrite`` emptied first.
+    Started by torchrun with several processes, it trains data-parallel (``distributed``)."""
+    group = distributed.join(resolve_device(config.device))
+    run_dir = distributed.broadcast(Path(out) if out is not None else default_run_dir(config), group)
     if (run_dir / CONFIG_FILE).exists():
         if not overwrite:
             raise RunError(f"--out {run_dir}: already holds a run (use --resume {run_dir} to continue it, "
                            f"or --overwrite to replace it)")
-        clear_run(run_dir)
+        distributed.barrier(group)  # every rank has seen the old run before rank 0 clears it
+        if group.writes:
+            clear_run(run_dir)
+    distributed.barrier(group)
     return _start(config, run_dir, dataset, progress, resuming=False)
 
 
@@ -199,6 +206,7 @@ def resume(run_dir: str | Path, epochs: int | None = None, progress: bool = True
     if not run_dir.is_dir():
         raise RunError(f"--resume {run_dir}: no such run directory")
     config, _ = read_saved(run_dir)
+    distributed.join(resolve_device(config.device))
     raised = epochs is not None and epochs > config.epochs
     if raised:
         config = config.model_copy(update={"epochs": epochs})
@@ -234,21 +242,37 @@ def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: 
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches: BPRBatches, batch_size: int,
                 device: torch.device) -> dict[str, float]:
     """One training epoch: the model's per-epoch hook, then every BPR batch with one optimiser
-    step each. Returns the mean of each loss term over the batches."""
+    step each. Returns the mean of each loss term over the batches. In a data-parallel run this
+    rank takes its shard of the batches and every step averages the gradients over the ranks."""
+    group = distributed.current()
     model.train()
     model.on_epoch_start()
     sums: dict[str, torch.Tensor] = {}
     n_batches = 0
-    for users, positives, negatives in batches.epoch(batch_size):
+    epoch = batches.epoch(batch_size)
+    if group.size > 1:
+        epoch = distributed.shard(epoch, group, -(-len(batches) // batch_size))
+    for users, positives, negatives in epoch:
         terms = model.loss(users.to(device), positives.to(device), negatives.to(device))
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(model, group)
         optimizer.step()
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value.detach()
         n_batches += 1
-    return {key: float(value) / n_batches for key, value in sums.items()}
+    totals = distributed.all_sum({"batches": n_batches, **{k: float(v) for k, v in sums.items()}}, group)
+    n_batches = totals.pop("batches")
+    return {key: value / n_batches for key, value in totals.items()}
+
+
+def evaluate(evaluator, model: Recommender) -> dict[str, float]:
+    """``evaluator``'s metrics of ``model``: in a data-parallel run each rank ranks its share of
+    the user batches and every rank gets the (exact) whole."""
+    group = distributed.current()
+    return evaluator.evaluate(model.scorer(), shard=(group.rank, group.size),
+                              gather=lambda mine: distributed.gather_batches(mine, group))
 
 
 def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Path, device: torch.device,
@@ -304,8 +328,8 @@ def _train(config: RunConfig, dataset: Dataset, model: Recommender, run_dir: Pat
 
     load_model_state(model, state.best_model_state)
     model.eval()
-    valid = valid_eval.evaluate(model.scorer())
-    test = test_eval.evaluate(model.scorer())
+    valid = evaluate(valid_eval, model)
+    test = evaluate(test_eval, model)
     metrics = {
         "dataset": dataset.name,
         "model": config.model,
@@ -362,7 +386,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             if epoch % config.eval_every == 0:
                 model.eval()
                 started = time.perf_counter()
-                valid = valid_eval.evaluate(model.scorer())
+                valid = evaluate(valid_eval, model)
                 record["eval_seconds"] = round(time.perf_counter() - started, 3)
                 record.update({f"valid_{k}": v for k, v in valid.items()})
                 record.update(model.training_diagnostics())

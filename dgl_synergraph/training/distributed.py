@@ -1,0 +1,161 @@
+"""Data-parallel training over ``torch.distributed``, started by torch's launcher:
+
+    torchrun --nproc-per-node 2 -m cli.main train --dataset baby ...
+    synergraph train --nproc 2 --dataset baby ...          # starts the launcher itself
+
+Every process (rank) holds the whole graph and model (an Elec-size catalogue fits one host). Each
+epoch's BPR batches are drawn identically on every rank (same seed) and dealt round-robin, so the
+ranks train disjoint shards; the last ``len % world`` batches of an epoch are left out so every
+rank takes the same number of steps. After each backward pass the gradients are averaged with
+``all_reduce`` (what DistributedDataParallel does; done here explicitly because a fine-tuned
+feature table writes its gradient in place, outside autograd's hooks), so every rank applies the
+same Adam step and the parameters stay identical. The effective batch is ``world x batch_size``
+with the learning rate unchanged, and an epoch has ``1/world`` of the steps.
+
+Evaluation is sharded the same way: user batches are dealt round-robin, each rank ranks its
+batches, and the per-batch metric sums are gathered and added in batch order, so every rank gets
+exactly the single-process metrics (and the same early-stopping decision). Only rank 0 writes the
+run directory; rank r logs to ``train.rank<r>.log``. Backend ``gloo`` on CPU, ``nccl`` on CUDA;
+a rank that dies makes the others fail at the next collective within ``TIMEOUT`` (torchrun also
+stops the remaining workers) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+import torch.distributed as dist
+
+TIMEOUT = timedelta(seconds=int(os.environ.get("SYNERGRAPH_DIST_TIMEOUT", "300")))
+
+
+@dataclass(frozen=True)
+class Group:
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directory (rank 0)."""
+        return self.rank == 0
+
+
+SINGLE = Group()
+_current = SINGLE
+
+
+def current() -> Group:
+    """The group this process joined (``SINGLE`` when it did not)."""
+    return _current
+
+
+def rank_zero_only(write: Callable) -> Callable:
+    """A run-directory writer that does nothing on ranks other than 0."""
+    @functools.wraps(write)
+    def guarded(*args, **kwargs):
+        if _current.writes:
+            return write(*args, **kwargs)
+        return None
+    return guarded
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join(device: torch.device) -> Group:
+    """This process's group: joins torchrun's process group on first use (gloo on CPU, nccl on
+    CUDA, each rank on its local GPU); a single process without torchrun is ``SINGLE``."""
+    global _current
+    if not launched():
+        return SINGLE
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend, timeout=TIMEOUT)
+    _current = Group(dist.get_rank(), dist.get_world_size())
+    return _current
+
+
+def broadcast(value: Any, group: Group) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if group.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(group: Group) -> None:
+    if group.size > 1:
+        dist.barrier()
+
+
+def shard(batches: Iterable, group: Group, n_batches: int) -> Iterator:
+    """This rank's share of an epoch: batches ``rank, rank + size, ...`` of the first
+    ``n_batches - n_batches % size`` (every rank takes the same number of steps)."""
+    usable = n_batches - n_batches % group.size
+    for index, batch in enumerate(batches):
+        if index >= usable:
+            return
+        if index % group.size == group.rank:
+            yield batch
+
+
+def average_gradients(model: torch.nn.Module, group: Group) -> None:
+    """Every parameter's gradient averaged over the ranks (a missing gradient counts as zero)."""
+    if group.size == 1:
+        return
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad)
+        param.grad.div_(group.size)
+
+
+def all_sum(values: dict[str, float], group: Group) -> dict[str, float]:
+    """Per-key sums over the ranks (loss bookkeeping)."""
+    if group.size == 1:
+        return values
+    keys = sorted(values)
+    total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    dist.all_reduce(total)
+    return dict(zip(keys, total.tolist()))
+
+
+def gather_batches(mine: dict[int, Any], group: Group) -> dict[int, Any]:
+    """Every rank's ``{batch index: result}`` merged, on every rank."""
+    if group.size == 1:
+        return mine
+    parts: list[Any] = [None] * group.size
+    dist.all_gather_object(parts, mine)
+    merged: dict[int, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return merged
+
+
+def leave(group: Group) -> None:
+    if group.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def launch(nproc: int, cli_args: list[str]) -> int:
+    """Run ``synergraph <cli_args>`` in ``nproc`` processes on this host with torch's elastic
+    launcher (``torchrun --standalone``); returns its exit status (non-zero when any rank failed:
+    the launcher then stops the others)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "cli.main", *cli_args]
+    return subprocess.run(command, check=False).returncode
