@@ -110,7 +110,9 @@ def shard(batches: Iterable, group: Group, n_batches: int) -> Iterator:
 
 
 def average_gradients(model: torch.nn.Module, group: Group) -> None:
-    """Every parameter's gradient averaged over the ranks (a missing gradient counts as zero)."""
+    """Every parameter's gradient averaged over the ranks. A parameter without a gradient on a
+    rank (unused by its batch) counts as zero there, so every rank joins the same collectives; it
+    then gets an Adam step like any other, where a single process would have skipped it."""
     if group.size == 1:
         return
     for param in model.parameters():
