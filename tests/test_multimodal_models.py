@@ -157,3 +157,16 @@ def test_multimodal_models_learn_on_tiny(tiny_dir, tiny, tmp_path, cache, model)
         row = run.history[-1]
         assert {"gate_image_mean", "gate_text_std", "circle_s_p", "circle_s_n"} <= set(row)
         assert 0 < row["gate_image_mean"] < 1
+
+
+def test_gate_diagnostics_count_saturated_gates():
+    from torch import nn
+
+    from dgl_synergraph.nn.multimodal import Purifier, gate_diagnostics
+
+    purifier = Purifier(4)
+    purifier.last_gate = torch.tensor([[0.01, 0.5, 0.97, 0.949]])
+    stats = gate_diagnostics(nn.ModuleDict({"image": purifier}))
+    assert stats["gate_image_saturated"] == 0.5  # 0.01 and 0.97; 0.949 is not
+    assert stats["gate_image_mean"] == pytest.approx((0.01 + 0.5 + 0.97 + 0.949) / 4)
+    assert gate_diagnostics(None) == {}

@@ -153,14 +153,21 @@ class Purifier(nn.Module):
         return id_embedding * gate
 
 
+#: a gate below this or above 1 minus this is saturated (its sigmoid's gradient is < 0.05)
+SATURATED = 0.05
+
+
 def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
-    """Per-modality gate mean/std of the last forward pass: near-0/1 gates (std ~0.5) or a
-    constant gate are MODELS.md's failure signatures, logged at every evaluation."""
+    """Per-modality gate mean, std and saturated share of the last forward pass: near-0/1 gates
+    (std ~0.5, a large saturated share) or a constant gate are MODELS.md's failure signatures,
+    logged at every evaluation."""
     out = {}
     for m, purifier in (purifiers or {}).items():
-        if purifier.last_gate is not None:
-            out[f"gate_{m}_mean"] = float(purifier.last_gate.mean())
-            out[f"gate_{m}_std"] = float(purifier.last_gate.std())
+        gate = purifier.last_gate
+        if gate is not None:
+            out[f"gate_{m}_mean"] = float(gate.mean())
+            out[f"gate_{m}_std"] = float(gate.std())
+            out[f"gate_{m}_saturated"] = float(((gate < SATURATED) | (gate > 1 - SATURATED)).float().mean())
     return out
 
 
