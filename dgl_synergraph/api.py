@@ -243,7 +243,7 @@ class TrainedRun:
         index, known = self.user_index([user], ids)
         if not known[0]:
             raise DataError(f"unknown user {user!r}")
-        scores = self.score(index, columns, ids="internal")[0]
+        scores = self._score(torch.as_tensor(index, device=self.device))[0, torch.as_tensor(columns)].cpu().numpy()
         keep = np.ones(len(columns), dtype=bool)
         if exclude_seen:
             seen = self.dataset.csr("train")
@@ -317,8 +317,8 @@ class TrainedRun:
     def _new_feature_array(self, modality: str, values) -> np.ndarray:
         try:
             array = np.asarray(values, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise DataError(f"new items: {modality} features are not numbers") from None
+        except (TypeError, ValueError):  # ragged rows or non-numbers
+            raise DataError(f"new items: {modality} features are not a matrix of numbers (rows of equal length)") from None
         dim = self.dataset.features[modality].shape[1]
         if array.ndim != 2 or array.shape[1] != dim:
             raise DataError(f"new items: {modality} features must be [n, {dim}] (the dataset's), got {list(array.shape)}")

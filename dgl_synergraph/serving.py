@@ -149,8 +149,6 @@ def create_app(run: TrainedRun) -> FastAPI:
         ids = [item.id for item in request.items]
         if any(set(item.features) != set(modalities) for item in request.items):
             raise HTTPException(status_code=422, detail="items: every item must give the same modalities")
-        if len({len(item.features[m]) for item in request.items for m in modalities[:1]}) > 1:
-            raise HTTPException(status_code=422, detail=f"items: {modalities[0]} vectors differ in length")
         features = {m: [item.features[m] for item in request.items] for m in modalities}
         with lock:
             try:

@@ -158,6 +158,10 @@ def test_new_items_posted_to_the_server_are_recommended(server, sample_run):
     assert again.status_code == 422 and "already taken" in again.json()["detail"]
     wrong = {"items": [{"id": "NEW-C", "features": {"image": [1.0, 2.0], "text": features["text"][0]}}]}
     assert httpx.post(f"{base}/items", json=wrong).status_code == 422
+    ragged = {"items": [{"id": "NEW-D", "features": {m: v[0] for m, v in features.items()}},
+                        {"id": "NEW-E", "features": {m: v[1][:5] for m, v in features.items()}}]}
+    reply = httpx.post(f"{base}/items", json=ragged)
+    assert reply.status_code == 422 and "rows of equal length" in reply.json()["detail"]
 
 
 @pytest.mark.parametrize("method, path, body, status, detail", [

@@ -78,21 +78,34 @@ def knn_graph(
     if weighting not in ("similarity", "binary"):
         raise ConfigError(f"knn weighting: expected 'similarity' or 'binary', got {weighting!r}")
     unit = F.normalize(x, dim=1)  # zero rows stay zero (eps in the norm)
-    values, columns = [], []
-    for start in range(0, n, chunk_rows):
-        sim = unit[start : start + chunk_rows] @ unit.t()
-        if not self_loop:
-            rows = torch.arange(sim.shape[0], device=sim.device)
-            sim[rows, rows + start] = float("-inf")
-        top = torch.topk(sim, k_eff, dim=1)
-        values.append(top.values)
-        columns.append(top.indices)
-    top_values = torch.cat(values)
+    top_values, columns = _cosine_top_k(unit, unit, k_eff, chunk_rows, exclude_self=not self_loop)
     dst = torch.arange(n, device=x.device).repeat_interleave(k_eff)
-    src = torch.cat(columns).flatten()
-    raw = top_values.flatten().clamp(min=0) if weighting == "similarity" else torch.ones_like(top_values.flatten())
+    src = columns.flatten()
+    raw = _edge_weights(top_values.flatten(), weighting)
     weight = row_symmetric_normalise(dst, src, raw, n) if normalise else raw
     return ItemGraph(src.cpu(), dst.cpu(), weight.cpu(), n)
+
+
+def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_rows: int,
+                  exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of the ``k`` largest ``query @ catalogue.T`` entries per query row (unit
+    rows: cosine similarity), ``chunk_rows`` queries at a time. ``exclude_self``: query row i is
+    catalogue row i and may not be its own neighbour."""
+    values, indices = [], []
+    for start in range(0, query.shape[0], chunk_rows):
+        sim = query[start : start + chunk_rows] @ catalogue.t()
+        if exclude_self:
+            rows = torch.arange(sim.shape[0], device=sim.device)
+            sim[rows, rows + start] = float("-inf")
+        top = torch.topk(sim, k, dim=1)
+        values.append(top.values)
+        indices.append(top.indices)
+    return torch.cat(values), torch.cat(indices)
+
+
+def _edge_weights(similarity: torch.Tensor, weighting: Weighting) -> torch.Tensor:
+    """Raw kNN edge weights: the similarity clamped at 0, or 1 per kept neighbour."""
+    return similarity.clamp(min=0) if weighting == "similarity" else torch.ones_like(similarity)
 
 
 @torch.no_grad()
@@ -107,15 +120,10 @@ def content_neighbours(query: torch.Tensor | np.ndarray, catalogue: torch.Tensor
     catalogue = F.normalize(torch.as_tensor(catalogue, dtype=torch.float32), dim=1)
     query = F.normalize(torch.as_tensor(query, dtype=torch.float32), dim=1)
     k = min(k, catalogue.shape[0])
-    indices, weights = [], []
-    for start in range(0, query.shape[0], chunk_rows):
-        top = torch.topk(query[start : start + chunk_rows] @ catalogue.t(), k, dim=1)
-        raw = top.values.clamp(min=0) if weighting == "similarity" else torch.ones_like(top.values)
-        total = raw.sum(1, keepdim=True)
-        raw = torch.where(total > 0, raw / total.clamp(min=1e-12), torch.full_like(raw, 1.0 / k))
-        indices.append(top.indices)
-        weights.append(raw)
-    return torch.cat(indices), torch.cat(weights)
+    values, indices = _cosine_top_k(query, catalogue, k, chunk_rows)
+    raw = _edge_weights(values, weighting)
+    total = raw.sum(1, keepdim=True)
+    return indices, torch.where(total > 0, raw / total.clamp(min=1e-12), torch.full_like(raw, 1.0 / k))
 
 
 def normalise_graph(graph: ItemGraph) -> ItemGraph:
