@@ -79,17 +79,19 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def environment_versions() -> dict[str, str]:
-    import dgl
     import polars
     import scipy
 
     import dgl_synergraph
+    from dgl_synergraph.graphs.hetero import import_dgl
+
+    dgl = import_dgl()
 
     return {
         "synergraph": dgl_synergraph.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "dgl": dgl.__version__,
+        "dgl": dgl.__version__ if dgl else "not installed",
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "polars": polars.__version__,

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import dgl
 import torch
 
 from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.errors import ConfigError, require
 from dgl_synergraph.graphs.cooccurrence import cached_cooccurrence_graph
-from dgl_synergraph.graphs.hetero import build_heterograph
+from dgl_synergraph.graphs.hetero import Heterograph, build_heterograph
 from dgl_synergraph.graphs.knn import ItemGraph, cached_knn_graph, merge_graphs, normalise_graph
 
 MIXED_RELATION = "knn_mm"  # FREEDOM's one mixed modality graph
@@ -58,7 +57,7 @@ def _knn(dataset: Dataset, modalities: list[str], k: int, weighting: str, self_l
             for m in modalities}
 
 
-def _heterograph(dataset: Dataset, item_graphs: dict[str, ItemGraph] | None = None) -> dgl.DGLGraph:
+def _heterograph(dataset: Dataset, item_graphs: dict[str, ItemGraph] | None = None) -> Heterograph:
     relations = {name: g.as_relation() for name, g in (item_graphs or {}).items()}
     return build_heterograph(dataset.n_users, dataset.n_items, dataset.train, relations)
 

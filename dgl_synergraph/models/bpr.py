@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dgl
-
-from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
 
@@ -17,7 +15,7 @@ class BPRMF(Recommender):
         reg_weight: L2 weight on the batch's user, positive and negative embeddings.
     """
 
-    def __init__(self, graph: dgl.DGLGraph, *, embedding_dim: int = 64, reg_weight: float = 1e-4):
+    def __init__(self, graph: Heterograph, *, embedding_dim: int = 64, reg_weight: float = 1e-4):
         super().__init__()
         non_negative(reg_weight=reg_weight)
         self.user_embedding = xavier_table(graph.num_nodes(USER), embedding_dim)

@@ -4,12 +4,11 @@ ID embeddings, added to a LightGCN user-item view whose edges are pruned each ep
 
 from __future__ import annotations
 
-import dgl
 import torch
 from torch import nn
 
 from dgl_synergraph.errors import require
-from dgl_synergraph.graphs.hetero import INTERACTS, ITEM, USER, build_heterograph, degree_norm
+from dgl_synergraph.graphs.hetero import Heterograph, INTERACTS, ITEM, USER, build_heterograph, degree_norm
 from dgl_synergraph.graphs.recipes import MIXED_RELATION, mixing_weights
 from dgl_synergraph.losses import bpr_loss
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative,
@@ -38,7 +37,7 @@ class FREEDOM(Recommender):
 
     def __init__(
         self,
-        graph: dgl.DGLGraph,
+        graph: Heterograph,
         features: dict[str, torch.Tensor],
         *,
         embedding_dim: int = 64,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dgl
-
-from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
 from dgl_synergraph.nn.propagation import LightGCNEncoder
@@ -19,7 +17,7 @@ class LightGCN(Recommender):
         reg_weight: L2 weight on the batch's layer-0 embeddings.
     """
 
-    def __init__(self, graph: dgl.DGLGraph, *, embedding_dim: int = 64, n_layers: int = 3, reg_weight: float = 1e-4):
+    def __init__(self, graph: Heterograph, *, embedding_dim: int = 64, n_layers: int = 3, reg_weight: float = 1e-4):
         super().__init__()
         non_negative(n_layers=n_layers, reg_weight=reg_weight)
         self.user_embedding = xavier_table(graph.num_nodes(USER), embedding_dim)

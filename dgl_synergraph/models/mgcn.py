@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import dgl
 import torch
 from torch import nn
 
-from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
@@ -60,7 +59,7 @@ class MGCN(Recommender):
 
     def __init__(
         self,
-        graph: dgl.DGLGraph,
+        graph: Heterograph,
         features: dict[str, torch.Tensor],
         *,
         embedding_dim: int = 64,

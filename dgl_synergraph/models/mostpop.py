@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dgl
 import torch
 
-from dgl_synergraph.graphs.hetero import INTERACTS, ITEM, USER
+from dgl_synergraph.graphs.hetero import Heterograph, INTERACTS, ITEM, USER
 from dgl_synergraph.models.base import Recommender
 
 
@@ -18,7 +17,7 @@ class MostPop(Recommender):
 
     trainable = False
 
-    def __init__(self, graph: dgl.DGLGraph):
+    def __init__(self, graph: Heterograph):
         super().__init__()
         popularity = graph.in_degrees(etype=INTERACTS)
         n_items = graph.num_nodes(ITEM)

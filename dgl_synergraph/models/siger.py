@@ -18,18 +18,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-import dgl
 import torch
 from torch import nn
 
-from dgl_synergraph.graphs.hetero import ITEM, USER
+from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.graphs.recipes import semantic_relation
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
                                         xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
-
 
 
 class SIGER(Recommender):
@@ -66,7 +64,7 @@ class SIGER(Recommender):
 
     def __init__(
         self,
-        graph: dgl.DGLGraph,
+        graph: Heterograph,
         features: dict[str, torch.Tensor],
         *,
         embedding_dim: int = 64,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import dgl
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +25,7 @@ from dgl_synergraph.errors import require
 from dgl_synergraph.losses import circle_loss
 from dgl_synergraph.models.base import non_negative, positive
 from dgl_synergraph.models.mgcn import MGCN, MultimodalViews
+from dgl_synergraph.graphs.hetero import Heterograph
 
 
 def _in_batch_circle(anchor: torch.Tensor, positive: torch.Tensor, margin: float, gamma: float) -> torch.Tensor:
@@ -53,7 +53,7 @@ class SynerGraph(MGCN):
 
     def __init__(
         self,
-        graph: dgl.DGLGraph,
+        graph: Heterograph,
         features: dict[str, torch.Tensor],
         *,
         knn_k: int = 30,

@@ -11,23 +11,26 @@ Each relation src -> dst is propagated in the cheapest exact form:
   come from the heterograph.
 Messages arriving at the same node type from several relations are summed, as DGL's
 ``HeteroGraphConv(aggregate="sum")`` does.
+
+Where DGL cannot be imported the heterograph is an ``EdgeListHeterograph`` and every relation
+runs on the torch backend; nothing here imports DGL at module level.
 """
 
 from __future__ import annotations
 
 import warnings
 
-import dgl
-import dgl.ops
 import torch
 from torch import nn
 
-from dgl_synergraph.graphs.hetero import INTERACTED_BY, INTERACTS, ITEM, USER
+from dgl_synergraph.errors import ConfigError
+from dgl_synergraph.graphs.hetero import (INTERACTED_BY, INTERACTS, ITEM, USER, Heterograph, dgl_missing_reason,
+                                          import_dgl)
 
 
-def normalized_sum(relation: dgl.DGLGraph, h_src: torch.Tensor, norm_src: torch.Tensor, norm_dst: torch.Tensor) -> torch.Tensor:
-    """D_dst^-1/2 A D_src^-1/2 h over one relation graph (one edge type)."""
-    return dgl.ops.copy_u_sum(relation, h_src * norm_src) * norm_dst
+def normalized_sum(relation, h_src: torch.Tensor, norm_src: torch.Tensor, norm_dst: torch.Tensor) -> torch.Tensor:
+    """D_dst^-1/2 A D_src^-1/2 h over one DGL relation graph (one edge type)."""
+    return import_dgl().ops.copy_u_sum(relation, h_src * norm_src) * norm_dst
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -46,19 +49,7 @@ class _SparseProduct(torch.autograd.Function):
 class WeightedAdjacency:
     """The weighted adjacency of one relation (dst x src) as CSR, plus its transpose."""
 
-    def __init__(self, relation: dgl.DGLGraph, weight: torch.Tensor):
-        src, dst = relation.edges()
-        n_src, n_dst = relation.num_nodes(relation.srctypes[0]), relation.num_nodes(relation.dsttypes[0])
-        self._build(src, dst, weight, n_src, n_dst)
-
-    @classmethod
-    def from_edges(cls, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int,
-                   n_dst: int) -> "WeightedAdjacency":
-        adjacency = cls.__new__(cls)
-        adjacency._build(src, dst, weight, n_src, n_dst)
-        return adjacency
-
-    def _build(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int, n_dst: int) -> None:
+    def __init__(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int, n_dst: int):
         coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weight.reshape(-1).float(), (n_dst, n_src))
         coo = coo.coalesce()  # duplicate edges add up, as in a message-passing sum
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
@@ -89,24 +80,34 @@ BACKENDS = ("dgl", "torch")
 class HeteroPropagation(nn.Module):
     """One parameter-free propagation step over chosen relations of the heterograph.
 
-    Backend ``"dgl"`` (the default) runs the interaction relations as DGL's ``copy_u_sum``;
-    ``"torch"`` (:meth:`use_backend`) runs them as torch CSR products with the symmetric
-    normalisation folded into the edge weights, for devices DGL's build cannot use (a CUDA
-    torch with the CPU DGL wheel). Weighted item relations are torch CSR products either way.
+    Backend ``"dgl"`` (the default on a DGL heterograph) runs the interaction relations as
+    DGL's ``copy_u_sum``; ``"torch"`` (:meth:`use_backend`, and the only one on an
+    ``EdgeListHeterograph``) runs them as torch CSR products with the symmetric normalisation
+    folded into the edge weights, for devices DGL's build cannot use (a CUDA torch with the CPU
+    DGL wheel) or where DGL is not installed. Weighted item relations are torch CSR products
+    either way.
     """
 
-    def __init__(self, graph: dgl.DGLGraph, relations: list[tuple[str, str, str]]):
+    def __init__(self, graph: Heterograph, relations: list[tuple[str, str, str]]):
         super().__init__()
-        self.backend = "dgl"
-        self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
         self.relations = [graph.to_canonical_etype(r) for r in relations]
         for ntype in graph.ntypes:
             if "norm" in graph.nodes[ntype].data:
                 self.register_buffer(f"norm_{ntype}", graph.nodes[ntype].data["norm"].clone(), persistent=False)
-        # Weighted relations become CSR pairs; only the unweighted ones keep a DGL relation graph.
-        self.weighted = {rel: WeightedAdjacency(dgl.edge_type_subgraph(graph, [rel]), graph.edges[rel].data["w"])
+        # Weighted relations become CSR pairs; the unweighted ones keep their edge lists, and a
+        # DGL relation graph where the heterograph is DGL's.
+        self.weighted = {rel: WeightedAdjacency(*graph.edges(etype=rel), graph.edges[rel].data["w"],
+                                                graph.num_nodes(rel[0]), graph.num_nodes(rel[2]))
                          for rel in self.relations if "w" in graph.edges[rel].data}
-        self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self.relations if rel not in self.weighted}
+        self._edges = {rel: (*graph.edges(etype=rel), graph.num_nodes(rel[0]), graph.num_nodes(rel[2]))
+                       for rel in self.relations if rel not in self.weighted}
+        dgl = import_dgl()
+        on_dgl = dgl is not None and isinstance(graph, dgl.DGLGraph)
+        self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self._edges} if on_dgl else {}
+        self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
+        self.backend = "dgl"
+        if not on_dgl:
+            self.use_backend("torch")
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves buffers; keep the DGL relation graphs on the same device.
@@ -124,19 +125,20 @@ class HeteroPropagation(nn.Module):
         """Switch the interaction relations to ``backend`` (the same D^-1/2 A D^-1/2 product)."""
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+        if backend == "dgl" and self._edges and not self._graphs:
+            raise ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
+                              "use --backend torch (or auto)")
         if backend == "torch" and not self._torch_interactions:
-            for rel, g in self._graphs.items():
-                src_type, _, dst_type = rel
-                src, dst = g.edges()
-                weight = (getattr(self, f"norm_{src_type}")[src.long()].flatten()
-                          * getattr(self, f"norm_{dst_type}")[dst.long()].flatten())
-                self._torch_interactions[rel] = WeightedAdjacency.from_edges(
-                    src.long(), dst.long(), weight, g.num_nodes(src_type), g.num_nodes(dst_type)).to(weight.device)
+            for rel, (src, dst, n_src, n_dst) in self._edges.items():
+                norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
+                src, dst = src.to(norm_src.device), dst.to(norm_src.device)
+                weight = norm_src[src].flatten() * norm_dst[dst].flatten()
+                self._torch_interactions[rel] = WeightedAdjacency(src, dst, weight, n_src, n_dst)
         self.backend = backend
 
     def num_edges(self, rel: tuple[str, str, str]) -> int:
         """Edges of one relation as propagated (duplicates of a weighted relation count once)."""
-        return self.weighted[rel].num_edges if rel in self.weighted else self._graphs[rel].num_edges()
+        return self.weighted[rel].num_edges if rel in self.weighted else int(self._edges[rel][0].numel())
 
     def relation(self, rel: tuple[str, str, str], h_src: torch.Tensor) -> torch.Tensor:
         """Messages along one relation into its destination nodes."""
@@ -161,7 +163,7 @@ class LightGCNEncoder(nn.Module):
     Shared by LightGCN and every multimodal model's user-item view.
     """
 
-    def __init__(self, graph: dgl.DGLGraph, n_layers: int):
+    def __init__(self, graph: Heterograph, n_layers: int):
         super().__init__()
         if n_layers < 0:
             raise ValueError("n_layers must be >= 0")
@@ -185,7 +187,7 @@ class LightGCNEncoder(nn.Module):
 class ItemGraphEncoder(nn.Module):
     """Item-item encoder: L propagation steps over one weighted item relation (last layer out)."""
 
-    def __init__(self, graph: dgl.DGLGraph, relation: str, n_layers: int):
+    def __init__(self, graph: Heterograph, relation: str, n_layers: int):
         super().__init__()
         self.n_layers = n_layers
         self.step = HeteroPropagation(graph, [(ITEM, relation, ITEM)])
@@ -215,9 +217,16 @@ def backend_of(model: nn.Module) -> str:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """``"auto"``: DGL where its build can run on ``device``, else the torch backend."""
+    """``"auto"``: DGL where it is installed and its build can run on ``device``, else the torch
+    backend. Asking for ``"dgl"`` where DGL cannot be imported is a ConfigError."""
+    dgl = import_dgl()
+    if backend == "dgl" and dgl is None:
+        raise ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
+                          "use --backend torch (or auto)")
     if backend != "auto":
         return backend
+    if dgl is None:
+        return "torch"
     if device.type == "cpu":
         return "dgl"
     try:
