@@ -10,7 +10,15 @@ if os.environ.get("SYNERGRAPH_HIDE_DGL"):
     # (tests that compare against DGL skip; everything else runs on the torch backend).
     sys.modules["dgl"] = None
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a child Python running this checkout: the repository first on its
+    path, whatever PYTHONPATH already held after it (packages installed with --target)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, DGLBACKEND="pytorch", PYTHONPATH=path, **extra)
 
 
 @pytest.fixture(scope="session")

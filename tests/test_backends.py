@@ -7,7 +7,6 @@ rounding: 1e-5 relative, 1e-6 absolute on embeddings and gradients.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from dgl_synergraph.nn.propagation import HeteroPropagation, backend_of, resolve
 from dgl_synergraph.training import train
 from dgl_synergraph.training.sampler import BPRBatches
 from dgl_synergraph.training.trainer import model_for
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_dgl = pytest.mark.skipif(import_dgl() is None, reason="compares against DGL, which cannot be imported here")
@@ -104,7 +104,7 @@ def test_a_short_sample_run_has_the_same_metrics_on_both_backends(tmp_path, monk
 def _cli_without_dgl(*args: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh interpreter where 'import dgl' fails, as on a machine without DGL."""
     code = "import sys; sys.modules['dgl'] = None; from cli.main import main; main(sys.argv[1:])"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = child_env()
     return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
 

@@ -3,7 +3,6 @@ through 'synergraph train --nproc 2', and the sharding and sharded evaluation it
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,13 @@ import torch
 from dgl_synergraph import load_run
 from dgl_synergraph.evaluation import split_evaluator
 from dgl_synergraph.training.distributed import Group, shard
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _cli(*args, timeout=300):
-    env = dict(os.environ, DGLBACKEND="pytorch", PYTHONPATH=str(ROOT), SYNERGRAPH_DIST_TIMEOUT="60")
+    env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -18,6 +18,7 @@ from cli.main import app
 from dgl_synergraph import build_config, load_run
 from dgl_synergraph.errors import DataError
 from dgl_synergraph.training import train
+from conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +91,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(sample_run):
     port = _free_port()
-    env = dict(os.environ, DGLBACKEND="pytorch", PYTHONPATH=str(ROOT))
+    env = child_env()
     process = subprocess.Popen([sys.executable, "-c", "from cli.main import main; main()", "serve",
                                 "--run", str(sample_run), "--port", str(port), "--device", "cpu"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

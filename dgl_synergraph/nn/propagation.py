@@ -50,7 +50,10 @@ class WeightedAdjacency:
     """The weighted adjacency of one relation (dst x src) as CSR, plus its transpose."""
 
     def __init__(self, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, n_src: int, n_dst: int):
-        coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weight.reshape(-1).float(), (n_dst, n_src))
+        # Indices come from the graph, in range by construction: no invariant check (newer torch
+        # warns when the choice is left implicit).
+        coo = torch.sparse_coo_tensor(torch.stack([dst, src]), weight.reshape(-1).float(), (n_dst, n_src),
+                                      check_invariants=False)
         coo = coo.coalesce()  # duplicate edges add up, as in a message-passing sum
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
             warnings.simplefilter("ignore", UserWarning)

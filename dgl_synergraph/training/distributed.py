@@ -22,6 +22,7 @@ stops the remaining workers) instead of hanging.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from dataclasses import dataclass
@@ -80,6 +81,10 @@ def join(device: torch.device) -> Group:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend, timeout=TIMEOUT)
+        # Tear the group down before the interpreter does: gloo's threads left to static
+        # destructors at exit can abort a finished rank ("terminate called without an active
+        # exception"), which fails a run that trained fine.
+        atexit.register(leave)
     _current = Group(dist.get_rank(), dist.get_world_size())
     return _current
 
@@ -146,8 +151,9 @@ def gather_batches(mine: dict[int, Any], group: Group) -> dict[int, Any]:
     return merged
 
 
-def leave(group: Group) -> None:
-    if group.size > 1 and dist.is_initialized():
+def leave() -> None:
+    """Leave torchrun's process group (at exit, registered by :func:`join`)."""
+    if dist.is_initialized():
         dist.destroy_process_group()
 
 
