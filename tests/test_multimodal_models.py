@@ -166,7 +166,34 @@ def test_gate_diagnostics_count_saturated_gates():
 
     purifier = Purifier(4)
     purifier.last_gate = torch.tensor([[0.01, 0.5, 0.97, 0.949]])
+    purifier.last_logits = torch.logit(purifier.last_gate)
     stats = gate_diagnostics(nn.ModuleDict({"image": purifier}))
     assert stats["gate_image_saturated"] == 0.5  # 0.01 and 0.97; 0.949 is not
     assert stats["gate_image_mean"] == pytest.approx((0.01 + 0.5 + 0.97 + 0.949) / 4)
+    assert stats["gate_image_logit_std"] == pytest.approx(float(torch.logit(purifier.last_gate).std()))
     assert gate_diagnostics(None) == {}
+
+
+def test_a_normalised_gate_input_holds_the_gate_whatever_the_projection_scale():
+    """With gate_norm the gate sees LayerNorm(x_hat): scaling the projected feature by 1000 (what
+    a runaway projection does) leaves the gate as it was; without it the gate saturates."""
+    from dgl_synergraph.nn.multimodal import Purifier
+
+    torch.manual_seed(0)
+    ids, projected = torch.randn(50, 16), torch.randn(50, 16)
+    normed, plain = Purifier(16, normalise_input=True), Purifier(16)
+    normed(ids, projected)
+    small = normed.last_gate
+    normed(ids, 1000 * projected)
+    torch.testing.assert_close(normed.last_gate, small, rtol=1e-4, atol=1e-5)
+    plain(ids, 1000 * projected)
+    assert ((plain.last_gate < 0.05) | (plain.last_gate > 0.95)).float().mean() > 0.9
+
+
+def test_feature_norm_l2_gives_unit_rows_and_keeps_the_default_raw(tiny):
+    from dgl_synergraph.nn.multimodal import ModalityProjection
+
+    raw = torch.as_tensor(tiny.features["image"]).float()
+    unit = ModalityProjection(raw, 8, finetune=False, unit_rows=True).features
+    torch.testing.assert_close(unit.norm(dim=1), torch.ones(len(raw)))
+    torch.testing.assert_close(ModalityProjection(raw, 8, finetune=False).features, raw)

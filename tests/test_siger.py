@@ -150,6 +150,6 @@ def test_siger_semantic_input_switch(tiny, cache):
     items = purified.project()[purified.modalities[0]]
     items.sum().backward()
     assert purified.item_embedding.grad is not None and purified.item_embedding.grad.abs().sum() > 0
-    assert set(purified.training_diagnostics()) == {f"gate_{m}_{s}" for m in purified.modalities for s in ("mean", "std", "saturated")}
+    assert set(purified.training_diagnostics()) == {f"gate_{m}_{s}" for m in purified.modalities for s in ("mean", "std", "saturated", "logit_std")}
     with pytest.raises(ConfigError, match="semantic_input"):
         _siger(tiny, semantic_input="attention")

@@ -55,6 +55,10 @@ class MGCN(Recommender):
         cl_temperature: InfoNCE temperature.
         purifier: gate each projected modality by the item ID embedding (MGCN's purifier).
         finetune_features: train the raw feature tables too (MMRec does); False keeps them frozen.
+        gate_norm: LayerNorm on the projected feature before the purifier's gate, so its
+            pre-activations stay at unit scale (against gate saturation; off in MGCN).
+        feature_norm: "l2" scales each raw feature row to unit length before the projection;
+            "none" keeps the raw rows (MGCN).
     """
 
     def __init__(
@@ -74,6 +78,8 @@ class MGCN(Recommender):
         cl_temperature: float = 0.2,
         purifier: bool = True,
         finetune_features: bool = True,
+        gate_norm: bool = False,
+        feature_norm: Literal["none", "l2"] = "none",
     ):
         super().__init__()
         if not features:
@@ -85,8 +91,10 @@ class MGCN(Recommender):
         self.user_embedding = xavier_table(n_users, embedding_dim)
         self.item_embedding = xavier_table(n_items, embedding_dim)
         self.projections = nn.ModuleDict(
-            {m: ModalityProjection(features[m], embedding_dim, finetune_features) for m in self.modalities})
-        self.purifiers = nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities}) if purifier else None
+            {m: ModalityProjection(features[m], embedding_dim, finetune_features, unit_rows=feature_norm == "l2")
+             for m in self.modalities})
+        self.purifiers = (nn.ModuleDict({m: Purifier(embedding_dim, gate_norm) for m in self.modalities})
+                          if purifier else None)
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
         self.ii_encoders = nn.ModuleDict(
             {m: ItemGraphEncoder(graph, knn_relation(m), n_ii_layers) for m in self.modalities})

@@ -60,6 +60,10 @@ class SIGER(Recommender):
         align_weight: weight of the InfoNCE between behaviour and fused semantic embeddings.
         align_temperature: temperature of that InfoNCE.
         semantic_input: "purified" (item IDs gated by the projected features) or "linear" (the projections).
+        gate_norm: LayerNorm on the projected feature before the purifier's gate, so its
+            pre-activations stay at unit scale (against gate saturation).
+        feature_norm: "l2" scales each raw feature row to unit length before the projection;
+            "none" keeps the raw rows.
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class SIGER(Recommender):
         align_weight: float = 0.01,
         align_temperature: float = 0.2,
         semantic_input: Literal["purified", "linear"] = "purified",
+        gate_norm: bool = False,
+        feature_norm: Literal["none", "l2"] = "none",
     ):
         super().__init__()
         non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers, eps=eps)
@@ -98,10 +104,11 @@ class SIGER(Recommender):
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
         self.user_embedding = xavier_table(n_users, embedding_dim)
         self.item_embedding = xavier_table(n_items, embedding_dim)
-        self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False)
+        self.projections = nn.ModuleDict({m: ModalityProjection(features[m], embedding_dim, finetune=False,
+                                                                unit_rows=feature_norm == "l2")
                                           for m in self.modalities})
         # None with the "linear" input: the projected features themselves enter the semantic branch
-        self.purifiers = (nn.ModuleDict({m: Purifier(embedding_dim) for m in self.modalities})
+        self.purifiers = (nn.ModuleDict({m: Purifier(embedding_dim, gate_norm) for m in self.modalities})
                           if semantic_input == "purified" else None)
         self.ui_encoder = LightGCNEncoder(graph, n_ui_layers)
         # one propagation step each; layers are looped here so noise can be added between them

@@ -17,9 +17,11 @@ class ModalityProjection(nn.Module):
     bf16 the two table-sized matmuls of a step run 2-4x faster; the output stays float32.
     """
 
-    def __init__(self, features: torch.Tensor, out_dim: int, finetune: bool):
+    def __init__(self, features: torch.Tensor, out_dim: int, finetune: bool, unit_rows: bool = False):
         super().__init__()
         features = features.float().clone()
+        if unit_rows:  # raw rows have norms of 15-19 on the Amazon features; Adam's steps scale with them
+            features = nn.functional.normalize(features, dim=1)
         if finetune:
             self.features = nn.Parameter(features)
         else:
@@ -139,17 +141,23 @@ class Purifier(nn.Module):
     """Behaviour-gated purifier: e_tilde = e_id * sigmoid(W_2 x_hat + b_2).
 
     The ID embeddings carry the users' preferences (they are what BPR trains), so the gate keeps
-    the modality components that agree with behaviour. ``last_gate`` is kept for diagnostics.
+    the modality components that agree with behaviour. ``normalise_input`` puts a LayerNorm on
+    x_hat first: the projection of 4096-d raw features grows under Adam until the gate's
+    pre-activations saturate the sigmoid, and the norm holds them at unit scale whatever the
+    projection does. ``last_gate`` and ``last_logits`` are kept for diagnostics.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, normalise_input: bool = False):
         super().__init__()
+        self.input_norm = nn.LayerNorm(dim) if normalise_input else None
         self.gate = nn.Linear(dim, dim)
         self.last_gate: torch.Tensor | None = None
+        self.last_logits: torch.Tensor | None = None
 
     def forward(self, id_embedding: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.gate(projected))
-        self.last_gate = gate.detach()
+        logits = self.gate(projected if self.input_norm is None else self.input_norm(projected))
+        gate = torch.sigmoid(logits)
+        self.last_logits, self.last_gate = logits.detach(), gate.detach()
         return id_embedding * gate
 
 
@@ -158,8 +166,9 @@ SATURATED = 0.05
 
 
 def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
-    """Per-modality gate mean, std and saturated share of the last forward pass: near-0/1 gates
-    (std ~0.5, a large saturated share) or a constant gate are MODELS.md's failure signatures,
+    """Per-modality gate mean, std, saturated share and pre-activation (logit) std of the last
+    forward pass: near-0/1 gates (std ~0.5, a large saturated share) or a constant gate are
+    MODELS.md's failure signatures, and a logit std of several units is what produces them;
     logged at every evaluation."""
     out = {}
     for m, purifier in (purifiers or {}).items():
@@ -168,6 +177,7 @@ def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
             out[f"gate_{m}_mean"] = float(gate.mean())
             out[f"gate_{m}_std"] = float(gate.std())
             out[f"gate_{m}_saturated"] = float(((gate < SATURATED) | (gate > 1 - SATURATED)).float().mean())
+            out[f"gate_{m}_logit_std"] = float(purifier.last_logits.std())
     return out
 
 
