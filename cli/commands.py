@@ -282,11 +282,12 @@ def serve(run_dir, host, port, device, data_dir):
               help="Markdown page; the PNG plots are written next to it.")
 @click.option("--title", default="SynerGraph run report", show_default=True)
 @click.option("--vary", metavar="KEY", help="Also plot Recall@20 against this setting (e.g. knn_k, beta) across the runs.")
-def report(runs, out, title, vary):
+@click.option("--gates", is_flag=True, help="Also load each run's best model and plot its purifier gate histograms.")
+def report(runs, out, title, vary, gates):
     """Compare runs: metrics table (mean ± std over seeds), training curves, Markdown page."""
     from dgl_synergraph.reports.report import build_report
 
-    path = build_report(list(runs), out, title=title, vary=vary)
+    path = build_report(list(runs), out, title=title, vary=vary, gates=gates)
     click.echo(path.read_text().split("\n\n![")[0])
     click.echo(f"\nwrote {path} and its plots")
 

@@ -203,3 +203,33 @@ def test_curve_labels_tell_runs_with_the_same_folder_name_apart(tmp_path):
     # each label grows only as far as it must
     assert distinct_labels([Path("runs/sweep/cells/k=1/seed999"), Path("runs/sweep/cells/k=2/seed999"),
                             Path("runs/bpr-seed999")]) == ["k=1/seed999", "k=2/seed999", "bpr-seed999"]
+
+
+def test_report_gates_plots_each_purifier_run_and_skips_the_rest(tiny_dir, tiny, tmp_path, monkeypatch):
+    from dgl_synergraph.api import load_run
+    from dgl_synergraph.reports.report import gate_values
+
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path / "cache"))
+    base = {"dataset": "tiny", "data_dir": str(tiny_dir), "epochs": 2, "embedding_dim": 8, "knn_k": 5}
+    for name, extra in (("plain", {}), ("normed", {"gate_norm": True})):
+        train(build_config(base | {"model": "synergraph"} | extra), out=tmp_path / "runs" / name, dataset=tiny,
+              progress=False)
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "epochs": 1, "embedding_dim": 8})
+    train(config, out=tmp_path / "runs" / "lightgcn", dataset=tiny, progress=False)
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "runs"), "--gates", "--out", str(tmp_path / "g.md")])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "g.md").read_text()
+    assert (tmp_path / "g_gates.png").read_bytes()[:4] == b"\x89PNG" and "![purifier gate histograms](g_gates.png)" in page
+    # one row per purifier run and modality (the LightGCN run has no gates), with the model's own values
+    gate_rows = [line for line in page.splitlines() if line.startswith("| ") and ("image" in line or "text" in line)
+                 and "%" in line]
+    assert len(gate_rows) == 4
+    record = find_runs([tmp_path / "runs" / "normed"])[0]
+    values = gate_values(record)
+    model = load_run(tmp_path / "runs" / "normed").model
+    with torch.no_grad():
+        model.purifiers["image"](model.item_embedding, model.projections["image"]())
+    gate = model.purifiers["image"].last_gate
+    assert values["image"].shape == (tiny.n_items * 8,)
+    torch.testing.assert_close(torch.as_tensor(values["image"]), gate.flatten())
+    assert f"{values['image'].mean():.3f}" in page

@@ -10,8 +10,11 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Any
 
+import torch
+
 from dgl_synergraph.errors import RunError
 from dgl_synergraph.models.registry import MODELS
+from dgl_synergraph.nn.multimodal import SATURATED
 from dgl_synergraph.training.rundir import METRICS_FILE
 from dgl_synergraph.reports.tables import text_table
 from dgl_synergraph.utils import atomic_write
@@ -164,6 +167,50 @@ def plot_bars(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
+def gate_values(record: RunRecord) -> dict[str, Any]:
+    """Every item's purifier gate values per modality (a flat numpy array each) from the run's
+    best model, or {} for a model without purifiers."""
+    from dgl_synergraph.api import load_run
+
+    model = load_run(record.path, device="cpu").model
+    purifiers = getattr(model, "purifiers", None)
+    if not purifiers:
+        return {}
+    with torch.no_grad():
+        for m, purifier in purifiers.items():
+            purifier(model.item_embedding, model.projections[m]())
+    return {m: purifier.last_gate.flatten().numpy() for m, purifier in purifiers.items()}
+
+
+def plot_gate_histograms(gates: dict[str, dict[str, Any]], path: Path) -> None:
+    """One panel per modality: the distribution of every item's gate values, one line per run."""
+    plt = _pyplot()
+    modalities = sorted({m for run in gates.values() for m in run})
+    fig, axes = plt.subplots(1, len(modalities), figsize=(6 * len(modalities), 4), squeeze=False)
+    bins = [i / 50 for i in range(51)]
+    for ax, m in zip(axes[0], modalities):
+        for label, run in gates.items():
+            if m in run:
+                ax.hist(run[m], bins=bins, histtype="step", density=True, linewidth=1.5, label=label)
+        ax.set(title=f"purifier gates, {m} (every item x dimension)", xlabel="gate value", ylabel="density")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1 + 0.04 * (len(labels) // 3), 1, 1))
+    _save(fig, path)
+
+
+def gate_table(gates: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for label, run in gates.items():
+        for m, values in sorted(run.items()):
+            saturated = float(((values < SATURATED) | (values > 1 - SATURATED)).mean())
+            rows.append([label, m, f"{values.mean():.3f}", f"{values.std():.3f}", f"{100 * saturated:.1f}%"])
+    return text_table(["run", "modality", "gate mean", "gate std", "saturated (< 0.05 or > 0.95)"], rows,
+                      markdown=True)
+
+
 def setting_value(record: RunRecord, key: str) -> Any:
     """A run's value of ``key``: a model hyperparameter or a run setting."""
     params = record.config.get("model_params", {})
@@ -220,9 +267,10 @@ def _save(fig, path: Path) -> None:
 
 
 def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGraph run report",
-                 vary: str | None = None) -> Path:
+                 vary: str | None = None, gates: bool = False) -> Path:
     """Write ``out`` (Markdown) plus ``<stem>_curves.png`` and ``<stem>_recall20.png`` beside it;
-    with ``vary``, also ``<stem>_<vary>.png``: Recall@20 against that setting."""
+    with ``vary``, also ``<stem>_<vary>.png``: Recall@20 against that setting; with ``gates``,
+    also ``<stem>_gates.png``: the purifier gate histograms of each run's best model."""
     records = find_runs(paths)
     sensitivity = sensitivity_points(records, vary) if vary else None
     rows = group_rows(records)
@@ -254,6 +302,15 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
                              [[r[0], model, r[4], r[1], _pm((r[2], r[3]), r[4])]
                               for model, rows in sensitivity.items() for r in rows], markdown=True),
                   "", f"![Recall@20 against {vary}]({plot_path.name})", ""]
+    if gates:
+        values = {label: gate_values(record)
+                  for record, label in zip(records, distinct_labels([r.path for r in records]))}
+        values = {label: run for label, run in values.items() if run}
+        if values:
+            gates_path = out.with_name(f"{out.stem}_gates.png")
+            plot_gate_histograms(values, gates_path)
+            lines += ["Purifier gates of each run's best model, every item and dimension:", "", gate_table(values), "",
+                      f"![purifier gate histograms]({gates_path.name})", ""]
     lines += [f"![test Recall@20]({bars.name})", "", f"![training curves]({curves.name})", "",
               "Runs:", ""] + [f"- `{record.path}`" for record in records] + [""]
     atomic_write(out, lambda tmp: tmp.write_text("\n".join(lines)))
