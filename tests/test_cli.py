@@ -60,7 +60,7 @@ def test_datasets_and_models_listings(tiny_dir):
     # SynerGraph's top-K depends on the dataset; the listing must not hide that
     synergraph = result.output.split("synergraph:")[1].split("\n\n")[0]
     knn_line = next(line for line in synergraph.splitlines() if line.strip().startswith("knn_k="))
-    assert "knn_k=30" in knn_line and "baby: 35" in knn_line and "neighbours per item" in knn_line
+    assert "knn_k=30" in knn_line and "baby: 10" in knn_line and "neighbours per item" in knn_line
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ imports flowing one way, and a CLI that starts without torch."""
 import ast
 import inspect
 import json
+import re
 import os
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def test_resolved_hyperparameters_reach_the_model(tiny):
     assert not isinstance(next(iter(model.projections.values())).features, torch.nn.Parameter)  # frozen
     mgcn = build_model("mgcn", tiny, {"knn_k": 5}, torch.device("cpu"))
     assert mgcn.cl_weight == 0.01 and isinstance(next(iter(mgcn.projections.values())).features, torch.nn.Parameter)
-    assert build_config({"dataset": "baby", "model": "synergraph"}).model_params["knn_k"] == 35
+    assert build_config({"dataset": "baby", "model": "synergraph"}).model_params["knn_k"] == 10
     assert build_config({"dataset": "tiny", "model": "synergraph"}).model_params["knn_k"] == 30
 
 
@@ -192,3 +193,17 @@ def test_eval_and_recommend_default_to_the_latest_run(tiny_dir, tmp_path, monkey
     result = runner.invoke(app, ["recommend", "--user", "0", "--k", "3", "--internal-ids", "--json"])
     assert result.exit_code == 0 and f"using the latest run: {latest}" in result.stderr
     assert len(json.loads(result.stdout)["items"]) == 3
+
+
+def test_the_per_dataset_defaults_are_the_configurations_results_md_names():
+    """docs/results.md lists, under "Defaults per dataset", each validation-selected configuration
+    as `model on dataset: key=value, ...`; the registry must hold exactly those."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    section = text.split("## Defaults per dataset")[1].split("\n## ")[0]
+    named = {}
+    for model, dataset, settings in re.findall(r"^- `(\w+) on (\w+): ([^`]+)`", section, flags=re.M):
+        named[(model, dataset)] = {k: json.loads(v) for k, v in (kv.split("=") for kv in settings.split(", "))}
+    held = {(name, dataset): values for name, entry in MODELS.items() for dataset, values in entry.dataset_defaults.items()}
+    assert named == held and named
+    for (model, dataset), values in named.items():
+        assert {k: build_config({"model": model, "dataset": dataset}).model_params[k] for k in values} == values

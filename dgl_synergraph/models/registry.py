@@ -30,7 +30,8 @@ class ModelEntry:
     graphs: str  # a function of graphs/recipes.py
     # Run settings this model changes (e.g. MGCN's learning-rate decay).
     run_defaults: dict[str, Any] = field(default_factory=dict)
-    # Hyperparameter values for particular datasets (SynerGraph's top-K per dataset).
+    # Hyperparameter values for particular datasets: the configurations validation selected
+    # there (docs/results.md, "Defaults per dataset"; a test holds the two equal).
     dataset_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -61,8 +62,9 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
     ModelEntry("mgcn", "dgl_synergraph.models.mgcn:MGCN", "modality_knn", run_defaults={"lr_decay": 0.96}),
     ModelEntry("synergraph", "dgl_synergraph.models.synergraph:SynerGraph", "modality_knn",
                run_defaults={"lr_decay": 0.96},
-               dataset_defaults={"baby": {"knn_k": 35}, "sports": {"knn_k": 30}, "clothing": {"knn_k": 30}}),
-    ModelEntry("siger", "dgl_synergraph.models.siger:SIGER", "siger_infused"),
+               dataset_defaults={"baby": {"knn_k": 10, "cl_weight": 0.01}}),
+    ModelEntry("siger", "dgl_synergraph.models.siger:SIGER", "siger_infused",
+               dataset_defaults={"baby": {"anchor_weight": 0.0}}),
 ]}
 
 
