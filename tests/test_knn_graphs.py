@@ -25,12 +25,13 @@ def dense_reference(x: np.ndarray, k: int, weighting: str, self_loop: bool) -> n
     return inv[:, None] * adj * inv[None, :]
 
 
+@pytest.mark.parametrize("search", ["fp32", "bf16"])
 @pytest.mark.parametrize("weighting", ["similarity", "binary"])
 @pytest.mark.parametrize("self_loop", [True, False])
-def test_chunked_knn_equals_dense_reference(weighting, self_loop):
+def test_chunked_knn_equals_dense_reference(weighting, self_loop, search):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(23, 6)).astype(np.float32)
-    graph = knn_graph(x, k=4, weighting=weighting, self_loop=self_loop, chunk_rows=5)
+    graph = knn_graph(x, k=4, weighting=weighting, self_loop=self_loop, chunk_rows=5, search=search)
     expected = dense_reference(x.astype(np.float64), 4, weighting, self_loop)
     got = graph.to_dense().numpy()
     assert ((got != 0) == (expected != 0)).all()  # same neighbours
@@ -92,3 +93,25 @@ def test_item_graph_encoder_equals_dense_propagation():
     upstream = torch.randn(9, 5)
     (grad,) = torch.autograd.grad(out, h, upstream)
     assert torch.allclose(grad, a.t() @ (a.t() @ upstream), atol=1e-5)
+
+
+@pytest.mark.parametrize("self_loop", [True, False])
+def test_the_bf16_candidate_search_finds_the_fp32_graph(self_loop):
+    """bf16 products pick 2k + 8 candidates, fp32 ranks them: on clustered 256-d features (many
+    close similarities) the graph is the plain fp32 search's, edge for edge and weight for weight."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(12, 256))
+    x = (centres[rng.integers(0, 12, 900)] + 0.7 * rng.normal(size=(900, 256))).astype(np.float32)
+    plain = knn_graph(x, k=10, self_loop=self_loop, chunk_rows=128, search="fp32")
+    fast = knn_graph(x, k=10, self_loop=self_loop, chunk_rows=128, search="bf16")
+    order = lambda g: torch.argsort(g.dst * 900 + g.src)  # noqa: E731
+    a, b = order(plain), order(fast)
+    assert torch.equal(plain.dst[a], fast.dst[b]) and torch.equal(plain.src[a], fast.src[b])
+    torch.testing.assert_close(fast.weight[b], plain.weight[a], rtol=1e-5, atol=1e-7)
+
+
+def test_auto_search_keeps_fp32_for_small_catalogues():
+    from dgl_synergraph.graphs.knn import BF16_SEARCH_MIN_ROWS, bf16_search_pays
+
+    assert not bf16_search_pays(torch.zeros(BF16_SEARCH_MIN_ROWS - 1, 4))
+    assert bf16_search_pays(torch.zeros(BF16_SEARCH_MIN_ROWS, 4)) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
