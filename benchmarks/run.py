@@ -48,7 +48,7 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     from dgl_synergraph.config import parse_set_values
     from dgl_synergraph.data import load_dataset
     from dgl_synergraph.evaluation import split_evaluator
-    from dgl_synergraph.graphs.knn import cached_knn_graph
+    from dgl_synergraph.graphs.knn import cached_knn_graph, knn_search
     from dgl_synergraph.training import build_config, train_epoch
     from dgl_synergraph.training.fused_adam import available
     from dgl_synergraph.training.sampler import BPRBatches
@@ -69,8 +69,9 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
         normalise = params.get("infusion", "mix") == "mix"
         for modality in data.modalities:
             start = time.perf_counter()
-            cached_knn_graph(data.features[modality], params["knn_k"], weighting, params.get("knn_self_loop", True),
-                             normalise=normalise)
+            with knn_search("auto" if precision == "bf16" else "fp32"):  # as model_for builds them
+                cached_knn_graph(data.features[modality], params["knn_k"], weighting,
+                                 params.get("knn_self_loop", True), normalise=normalise)
             knn_seconds[modality] = time.perf_counter() - start
     device = torch.device("cpu")
     start = time.perf_counter()

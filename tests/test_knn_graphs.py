@@ -115,3 +115,21 @@ def test_auto_search_keeps_fp32_for_small_catalogues():
 
     assert not bf16_search_pays(torch.zeros(BF16_SEARCH_MIN_ROWS - 1, 4))
     assert bf16_search_pays(torch.zeros(BF16_SEARCH_MIN_ROWS, 4)) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_the_bf16_search_is_taken_only_under_precision_bf16(tiny, tmp_path, monkeypatch):
+    """Runs build exact fp32 kNN graphs; precision=bf16 opts into the candidate search too."""
+    import dgl_synergraph.graphs.knn as knn
+    from dgl_synergraph import build_config
+    from dgl_synergraph.training.trainer import model_for
+
+    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
+    monkeypatch.setattr(knn, "BF16_SEARCH_MIN_ROWS", 1)  # tiny's 80 items count as large
+    modes = []
+    plain = knn._cosine_top_k
+    monkeypatch.setattr(knn, "_cosine_top_k", lambda *a, **kw: modes.append(kw["search"]) or plain(*a, **kw))
+    for precision in ("fp32", "bf16"):
+        model_for(build_config({"dataset": "tiny", "model": "mgcn", "knn_k": 5, "embedding_dim": 8,
+                                "precision": precision}), tiny, torch.device("cpu"))
+    assert modes == ["fp32", "fp32", "auto", "auto"]  # image and text, per run
+    assert knn.bf16_search_pays(torch.zeros(3, 2)) == torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -28,6 +28,7 @@ from dgl_synergraph.data.dataset import Dataset
 from dgl_synergraph.data.loader import load_dataset
 from dgl_synergraph.errors import ConfigError, RunError, SynergraphError
 from dgl_synergraph.evaluation.evaluator import split_evaluator
+from dgl_synergraph.graphs.knn import knn_search
 from dgl_synergraph.models.base import Recommender
 from dgl_synergraph.models.registry import build_model
 from dgl_synergraph.nn.multimodal import set_precision
@@ -160,7 +161,8 @@ def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
 def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
     """The model ``config`` describes, on ``device``, freshly initialised from the config's seed."""
     torch.manual_seed(config.seed)
-    model = build_model(config.model, dataset, config.model_params, device)
+    with knn_search("auto" if config.precision == "bf16" else "fp32"):  # bf16 may also pick kNN candidates
+        model = build_model(config.model, dataset, config.model_params, device)
     set_precision(model, config.precision)
     set_backend(model, resolve_backend(config.backend, device))
     return model
