@@ -384,6 +384,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             if not math.isfinite(record["loss"]):
                 raise _diverged(record["loss"], epoch, run_dir, unsaved, on_disk, state.history)
             state.epoch = epoch
+            epoch_line = None
 
             if epoch % config.eval_every == 0:
                 model.eval()
@@ -399,9 +400,9 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
                     state.best_model_state = _cpu_state(model)
                 else:
                     state.stale_evals += 1
-                log.info("epoch %4d | loss %.4f | valid %s%s | %.1fs+%.1fs", epoch, record["loss"],
-                         _fmt(valid, ["recall@20", "ndcg@20"]), " *" if improved else "",
-                         record["train_seconds"], record["eval_seconds"])
+                epoch_line = ("epoch %4d | loss %.4f | valid %s%s | %.1fs+%.1fs", epoch, record["loss"],
+                              _fmt(valid, ["recall@20", "ndcg@20"]), " *" if improved else "",
+                              record["train_seconds"], record["eval_seconds"])
                 bar.set_postfix(loss=f"{record['loss']:.4f}", best=f"{state.best_score:.4f}@{state.best_epoch}")
             state.history.append(record)
             bar.update(1)
@@ -412,6 +413,8 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
                 unsaved, on_disk = None, epoch
             else:
                 unsaved = payload()
+            if epoch_line:  # logged once the epoch is kept: a stop from here on saves it
+                log.info(*epoch_line)
             if stop_early:
                 log.info("early stop at epoch %d: no %s gain in %d evaluations", epoch, config.valid_metric,
                          state.stale_evals)
