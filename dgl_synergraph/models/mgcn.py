@@ -55,8 +55,8 @@ class MGCN(Recommender):
         cl_temperature: InfoNCE temperature.
         purifier: gate each projected modality by the item ID embedding (MGCN's purifier).
         finetune_features: train the raw feature tables too (MMRec does); False keeps them frozen.
-        gate_norm: LayerNorm on the projected feature before the purifier's gate, so its
-            pre-activations stay at unit scale (against gate saturation; off in MGCN).
+        gate_norm: LayerNorm on the projected feature before the purifier's gate (an ablation
+            against gate saturation; on Baby it did not stop it, docs/results.md); off in MGCN.
         feature_norm: "l2" scales each raw feature row to unit length before the projection;
             "none" keeps the raw rows (MGCN).
     """

@@ -60,8 +60,8 @@ class SIGER(Recommender):
         align_weight: weight of the InfoNCE between behaviour and fused semantic embeddings.
         align_temperature: temperature of that InfoNCE.
         semantic_input: "purified" (item IDs gated by the projected features) or "linear" (the projections).
-        gate_norm: LayerNorm on the projected feature before the purifier's gate, so its
-            pre-activations stay at unit scale (against gate saturation).
+        gate_norm: LayerNorm on the projected feature before the purifier's gate (an ablation
+            against gate saturation; on Baby it did not stop it, docs/results.md).
         feature_norm: "l2" scales each raw feature row to unit length before the projection;
             "none" keeps the raw rows.
     """

@@ -22,10 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from dgl_synergraph.errors import require
+from dgl_synergraph.graphs.hetero import Heterograph
 from dgl_synergraph.losses import circle_loss
 from dgl_synergraph.models.base import non_negative, positive
 from dgl_synergraph.models.mgcn import MGCN, MultimodalViews
-from dgl_synergraph.graphs.hetero import Heterograph
 
 
 def _in_batch_circle(anchor: torch.Tensor, positive: torch.Tensor, margin: float, gamma: float) -> torch.Tensor:

@@ -20,7 +20,7 @@ class ModalityProjection(nn.Module):
     def __init__(self, features: torch.Tensor, out_dim: int, finetune: bool, unit_rows: bool = False):
         super().__init__()
         features = features.float().clone()
-        if unit_rows:  # raw rows have norms of 15-19 on the Amazon features; Adam's steps scale with them
+        if unit_rows:  # raw rows have norms of 15-71 on the Amazon features; Adam's steps scale with them
             features = nn.functional.normalize(features, dim=1)
         if finetune:
             self.features = nn.Parameter(features)
@@ -142,9 +142,9 @@ class Purifier(nn.Module):
 
     The ID embeddings carry the users' preferences (they are what BPR trains), so the gate keeps
     the modality components that agree with behaviour. ``normalise_input`` puts a LayerNorm on
-    x_hat first: the projection of 4096-d raw features grows under Adam until the gate's
-    pre-activations saturate the sigmoid, and the norm holds them at unit scale whatever the
-    projection does. ``last_gate`` and ``last_logits`` are kept for diagnostics.
+    x_hat first, so the projection's growth under Adam no longer reaches the gate; on Baby the
+    gate's own weights and the norm's gain then grow instead and the gates saturate as before
+    (docs/results.md, "Purifier gates"). ``last_gate`` and ``last_logits`` are kept for diagnostics.
     """
 
     def __init__(self, dim: int, normalise_input: bool = False):
@@ -165,6 +165,11 @@ class Purifier(nn.Module):
 SATURATED = 0.05
 
 
+def saturated_share(gate: torch.Tensor) -> float:
+    """The share of gate values below ``SATURATED`` or above ``1 - SATURATED``."""
+    return float(((gate < SATURATED) | (gate > 1 - SATURATED)).float().mean())
+
+
 def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
     """Per-modality gate mean, std, saturated share and pre-activation (logit) std of the last
     forward pass: near-0/1 gates (std ~0.5, a large saturated share) or a constant gate are
@@ -176,7 +181,7 @@ def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:
         if gate is not None:
             out[f"gate_{m}_mean"] = float(gate.mean())
             out[f"gate_{m}_std"] = float(gate.std())
-            out[f"gate_{m}_saturated"] = float(((gate < SATURATED) | (gate > 1 - SATURATED)).float().mean())
+            out[f"gate_{m}_saturated"] = saturated_share(gate)
             out[f"gate_{m}_logit_std"] = float(purifier.last_logits.std())
     return out
 

@@ -80,6 +80,11 @@ class WeightedAdjacency:
 BACKENDS = ("dgl", "torch")
 
 
+def _no_dgl() -> ConfigError:
+    return ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
+                       "use --backend torch (or auto)")
+
+
 class HeteroPropagation(nn.Module):
     """One parameter-free propagation step over chosen relations of the heterograph.
 
@@ -129,8 +134,7 @@ class HeteroPropagation(nn.Module):
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         if backend == "dgl" and self._edges and not self._graphs:
-            raise ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
-                              "use --backend torch (or auto)")
+            raise _no_dgl()
         if backend == "torch" and not self._torch_interactions:
             for rel, (src, dst, n_src, n_dst) in self._edges.items():
                 norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
@@ -224,8 +228,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     backend. Asking for ``"dgl"`` where DGL cannot be imported is a ConfigError."""
     dgl = import_dgl()
     if backend == "dgl" and dgl is None:
-        raise ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
-                          "use --backend torch (or auto)")
+        raise _no_dgl()
     if backend != "auto":
         return backend
     if dgl is None:

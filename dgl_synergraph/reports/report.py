@@ -14,7 +14,7 @@ import torch
 
 from dgl_synergraph.errors import RunError
 from dgl_synergraph.models.registry import MODELS
-from dgl_synergraph.nn.multimodal import SATURATED
+from dgl_synergraph.nn.multimodal import saturated_share
 from dgl_synergraph.training.rundir import METRICS_FILE
 from dgl_synergraph.reports.tables import text_table
 from dgl_synergraph.utils import atomic_write
@@ -205,7 +205,7 @@ def gate_table(gates: dict[str, dict[str, Any]]) -> str:
     rows = []
     for label, run in gates.items():
         for m, values in sorted(run.items()):
-            saturated = float(((values < SATURATED) | (values > 1 - SATURATED)).mean())
+            saturated = saturated_share(torch.as_tensor(values))
             rows.append([label, m, f"{values.mean():.3f}", f"{values.std():.3f}", f"{100 * saturated:.1f}%"])
     return text_table(["run", "modality", "gate mean", "gate std", "saturated (< 0.05 or > 0.95)"], rows,
                       markdown=True)
