@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--model", default="mgcn")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows", type=int, default=20, help="operators listed per table")
+    parser.add_argument("--shapes", action="store_true", help="group operators by input shapes")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
@@ -44,13 +45,13 @@ def main() -> None:
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     start = time.perf_counter()
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=args.shapes) as prof:
         train_epoch(model, optimizer, batches, config.batch_size, device)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     steps = -(-len(batches) // config.batch_size)
-    table = prof.key_averages()
+    table = prof.key_averages(group_by_input_shape=args.shapes)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if device.type == "cuda":
         print(table.table(sort_by="self_cuda_time_total", row_limit=args.rows))

@@ -21,16 +21,20 @@ def l2_penalty(*tensors: torch.Tensor) -> torch.Tensor:
 class _InBatchCrossEntropy(torch.autograd.Function):
     """mean_i (logsumexp_j a_i . p_j - a_i . p_i) with one [B, B] buffer reused from the logits to
     the softmax to the gradient (cross_entropy over a @ p.T allocates and passes over three).
-    Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py)."""
+    The softmax is ATen's, in place (one pass, row by row in cache); the loss is -log of its
+    diagonal, exact while the positives' probabilities are normal floats, and taken from
+    recomputed logits otherwise. The backward scales the two [B, d] products, not the [B, B]
+    buffer. Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py)."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        probs = a @ p.t()
-        top = probs.max(dim=1, keepdim=True).values
-        probs.sub_(top).exp_()
-        total = probs.sum(dim=1, keepdim=True)
-        loss = (top.squeeze(1) + total.squeeze(1).log() - (a * p).sum(1)).mean()
-        probs.div_(total)
+        logits = a @ p.t()
+        probs = torch.softmax(logits, dim=1, out=logits)
+        positives = probs.diagonal()
+        if positives.min() > torch.finfo(probs.dtype).tiny:
+            loss = -positives.log().mean()
+        else:  # a positive's probability underflowed: its log needs the log-sum-exp itself
+            loss = (torch.logsumexp(a @ p.t(), dim=1) - (a * p).sum(1)).mean()
         ctx.save_for_backward(a, p, probs)
         ctx.spent = False
         return loss
@@ -43,8 +47,8 @@ class _InBatchCrossEntropy(torch.autograd.Function):
         ctx.spent = True
         a, p, probs = ctx.saved_tensors
         probs.diagonal().sub_(1.0)  # d loss / d logits = (softmax - I) / B
-        probs.mul_(grad / len(a))
-        return probs @ p, probs.t() @ a
+        scale = grad / len(a)
+        return (probs @ p).mul_(scale), (probs.t() @ a).mul_(scale)
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:

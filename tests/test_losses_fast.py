@@ -41,3 +41,18 @@ def test_info_nce_matches_hand_computation():
     cos = torch.tensor([[2 ** -0.5, 0.0], [2 ** -0.5, 1.0]]) / 0.5
     expected = -(torch.log_softmax(cos, dim=1).diagonal()).mean()
     assert torch.isclose(info_nce(a, p, 0.5), expected)
+
+
+def test_a_positive_whose_probability_underflows_still_gets_its_exact_loss():
+    # logit gaps of ~200: softmax's diagonal underflows to 0 in float32, the loss must not be inf
+    a0 = torch.tensor([[10.0, 0.0], [0.0, 10.0], [7.0, 7.0]])
+    p0 = torch.tensor([[-10.0, 0.0], [0.0, 10.0], [10.0, 0.0]])
+    grads = []
+    for fn in (_plain, _InBatchCrossEntropy.apply):
+        a, p = a0.clone().requires_grad_(), p0.clone().requires_grad_()
+        loss = fn(a, p)
+        loss.backward()
+        grads.append((loss.detach(), a.grad, p.grad))
+    assert torch.isfinite(grads[1][0])
+    for plain, fused in zip(*grads):
+        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
