@@ -1,6 +1,6 @@
 """Where a training epoch's time goes: torch.profiler over the trainer's own ``train_epoch``.
 
-    .venv/bin/python -m benchmarks.profile_epoch --dataset baby --model mgcn [--device cuda] [--set k=v ...]
+    .venv/bin/python -m benchmarks.profile_epoch --dataset baby --model mgcn [--device cuda] [--shapes] [--set k=v ...]
 
 One epoch warms up (caches, allocator, kernels), the next is profiled; prints the operators by
 self time on the CPU and, on a GPU, by self time on the device, then the wall time per step.
@@ -19,7 +19,7 @@ from dgl_synergraph.config import parse_set_values
 from dgl_synergraph.data import load_dataset
 from dgl_synergraph.training import build_config, train_epoch
 from dgl_synergraph.training.sampler import BPRBatches
-from dgl_synergraph.training.trainer import model_for, optimizer_for, tune_allocator
+from dgl_synergraph.training.trainer import model_for, optimizer_for, steps_per_epoch, tune_allocator
 from dgl_synergraph.utils import resolve_device
 
 
@@ -50,7 +50,7 @@ def main() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    steps = -(-len(batches) // config.batch_size)
+    steps = steps_per_epoch(batches, config.batch_size)
     table = prof.key_averages(group_by_input_shape=args.shapes)
     print(table.table(sort_by="self_cpu_time_total", row_limit=args.rows))
     if device.type == "cuda":

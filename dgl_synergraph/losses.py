@@ -48,7 +48,9 @@ class _InBatchCrossEntropy(torch.autograd.Function):
         a, p, probs = ctx.saved_tensors
         probs.diagonal().sub_(1.0)  # d loss / d logits = (softmax - I) / B
         scale = grad / len(a)
-        return (probs @ p).mul_(scale), (probs.t() @ a).mul_(scale)
+        grad_a = (probs @ p).mul_(scale) if ctx.needs_input_grad[0] else None  # None: a stop-gradient anchor
+        grad_p = (probs.t() @ a).mul_(scale) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_p
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -56,3 +56,14 @@ def test_a_positive_whose_probability_underflows_still_gets_its_exact_loss():
     assert torch.isfinite(grads[1][0])
     for plain, fused in zip(*grads):
         torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_a_detached_side_gets_no_gradient_and_the_other_the_plain_one():
+    generator = torch.Generator().manual_seed(1)
+    a0, p0 = torch.randn(33, 8, generator=generator), torch.randn(33, 8, generator=generator)
+    p_plain = p0.clone().requires_grad_()
+    _plain(a0, p_plain).backward()
+    a, p = a0.clone(), p0.clone().requires_grad_()
+    _InBatchCrossEntropy.apply(a, p).backward()
+    assert a.grad is None
+    torch.testing.assert_close(p.grad, p_plain.grad, rtol=1e-5, atol=1e-6)

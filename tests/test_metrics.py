@@ -85,6 +85,14 @@ def test_evaluator_batching_does_not_change_results():
     a = RankingEvaluator(target, [train], ks=[5, 10], batch_size=7).evaluate(lambda u: scores[u])
     b = RankingEvaluator(target, [train], ks=[5, 10], batch_size=1000).evaluate(lambda u: scores[u])
     assert a == pytest.approx(b)
+    from dgl_synergraph.evaluation import evaluator as evaluator_module
+
+    scored = []
+    with pytest.MonkeyPatch.context() as patch:  # score blocks of 2 users (60 scores) inside each batch
+        patch.setattr(evaluator_module, "SCORE_BLOCK", 2 * n_items + 1)
+        c = RankingEvaluator(target, [train], ks=[5, 10], batch_size=1000).evaluate(
+            lambda u: scored.append(len(u)) or scores[u])
+    assert max(scored) == 2 and c == pytest.approx(b)
     # brute force recall@5 per user with numpy
     s = scores.numpy().copy()
     s[train.toarray() > 0] = -np.inf

@@ -82,3 +82,18 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_train_epoch_reports_each_step_it_takes(tiny):
+    import torch
+
+    from dgl_synergraph.training.sampler import BPRBatches
+    from dgl_synergraph.training.trainer import model_for, optimizer_for, steps_per_epoch, train_epoch
+
+    config = build_config({"dataset": "tiny", "model": "lightgcn", "batch_size": 64})
+    model = model_for(config, tiny, torch.device("cpu"))
+    batches = BPRBatches(tiny.train, tiny.n_items, torch.Generator().manual_seed(0))
+    steps = []
+    train_epoch(model, optimizer_for(model, config), batches, config.batch_size, torch.device("cpu"),
+                on_step=lambda: steps.append(1))
+    assert len(steps) == steps_per_epoch(batches, config.batch_size) == -(-len(tiny.train) // 64) > 1

@@ -131,22 +131,66 @@ def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_ro
         search = "bf16" if bf16_search_pays(catalogue) else "fp32"
     n_candidates = min(2 * k + 8, catalogue.shape[0] - int(exclude_self)) if search == "bf16" else k
     scan = catalogue.bfloat16() if search == "bf16" else catalogue
+    if query is catalogue:
+        values, indices = _symmetric_top(scan, n_candidates, chunk_rows, exclude_self)
+    else:
+        values, indices = _query_top(query.to(scan.dtype), scan, n_candidates, chunk_rows)
+    if search == "bf16":
+        best = [_exact_rerank(query[start : start + chunk_rows], catalogue, indices[start : start + chunk_rows], k)
+                for start in range(0, query.shape[0], chunk_rows)]
+        values, indices = torch.cat([v for v, _ in best]), torch.cat([i for _, i in best])
+    return values, indices
+
+
+def _query_top(query: torch.Tensor, scan: torch.Tensor, k: int, chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of ``query @ scan.T`` per row, ``chunk_rows`` query rows at a time."""
     values, indices = [], []
     # One similarity buffer for every chunk: a fresh one per chunk fragmented the heap once
     # freed memory is kept (utils.keep_freed_memory), 16 GB of RSS for the Elec image graph.
     buffer = torch.empty(min(chunk_rows, query.shape[0]), scan.shape[0], dtype=scan.dtype, device=scan.device)
     for start in range(0, query.shape[0], chunk_rows):
         block = query[start : start + chunk_rows]
-        sim = torch.mm(block.to(scan.dtype), scan.t(), out=buffer[: len(block)])
-        if exclude_self:
-            rows = torch.arange(sim.shape[0], device=sim.device)
-            sim[rows, rows + start] = float("-inf")
-        top_values, top_indices = torch.topk(sim, n_candidates, dim=1)
-        if search == "bf16":
-            top_values, top_indices = _exact_rerank(block, catalogue, top_indices, k)
-        values.append(top_values)
-        indices.append(top_indices)
+        top = torch.topk(torch.mm(block, scan.t(), out=buffer[: len(block)]), k, dim=1)
+        values.append(top.values)
+        indices.append(top.indices)
     return torch.cat(values), torch.cat(indices)
+
+
+def _symmetric_top(scan: torch.Tensor, k: int, chunk_rows: int, exclude_self: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-``k`` of ``scan @ scan.T`` per row from its upper block triangle only: the block of
+    row chunk i and column chunk j > i serves chunk i's rows and, transposed, chunk j's, so half
+    the products of the plain search (the kNN build is that product: 250 s of Elec's image graph)."""
+    n = scan.shape[0]
+    values = torch.full((n, k), float("-inf"), dtype=scan.dtype, device=scan.device)
+    indices = torch.zeros((n, k), dtype=torch.long, device=scan.device)
+    size = min(chunk_rows, n)
+    buffer = torch.empty(size, size, dtype=scan.dtype, device=scan.device)
+    transposed = torch.empty_like(buffer)
+    for i in range(0, n, chunk_rows):
+        rows = scan[i : i + chunk_rows]
+        for j in range(i, n, chunk_rows):
+            columns = scan[j : j + chunk_rows]
+            sim = torch.mm(rows, columns.t(), out=buffer[: len(rows), : len(columns)])
+            if j == i and exclude_self:
+                sim.fill_diagonal_(float("-inf"))
+            _merge_top(values, indices, i, sim, j)
+            if j != i:
+                _merge_top(values, indices, j, transposed[: len(columns), : len(rows)].copy_(sim.t()), i)
+    return values, indices
+
+
+def _merge_top(values: torch.Tensor, indices: torch.Tensor, row_start: int, sim: torch.Tensor, column_start: int):
+    """Fold block ``sim`` (rows from ``row_start``, columns from ``column_start``) into the
+    running per-row top-k ``values`` / ``indices``."""
+    k = values.shape[1]
+    top = torch.topk(sim, min(k, sim.shape[1]), dim=1)
+    rows = slice(row_start, row_start + len(sim))
+    pooled_values = torch.cat([values[rows], top.values], 1)
+    pooled_indices = torch.cat([indices[rows], top.indices + column_start], 1)
+    best = torch.topk(pooled_values, k, dim=1)
+    values[rows] = best.values
+    indices[rows] = torch.gather(pooled_indices, 1, best.indices)
 
 
 def _exact_rerank(block: torch.Tensor, catalogue: torch.Tensor, candidates: torch.Tensor, k: int,
