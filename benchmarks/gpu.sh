@@ -5,6 +5,7 @@
 # every propagation runs on the torch backend, which is what 'auto' picks on a GPU anyway.
 #
 #   SYNERGRAPH_DATA=/path/holding/baby bash benchmarks/gpu.sh baby [elec ...]
+#   MODELS="freedom synergraph siger" EPOCHS=2 bash benchmarks/gpu.sh elec   # other models, fewer epochs
 #
 # Each line it prints names the device, the torch version and the backend used.
 set -uo pipefail
@@ -15,10 +16,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$python" -c "import torch, numpy; print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'numpy', numpy.__version__)"
 "$python" -c "from dgl_synergraph.graphs.hetero import import_dgl, dgl_missing_reason as r; print('DGL:', 'installed' if import_dgl() else 'absent (' + r() + ')')"
 status=0
+models=${MODELS:-lightgcn mgcn}
+epochs=${EPOCHS:-3}
 for dataset in "$@"; do
-    for model in lightgcn mgcn; do
-        "$python" -m benchmarks.model_epoch --dataset "$dataset" --model "$model" --device cuda --epochs 3 || status=1
+    for model in $models; do
+        "$python" -m benchmarks.model_epoch --dataset "$dataset" --model "$model" --device cuda --epochs "$epochs" || status=1
+        if [ "$model" = mgcn ]; then
+            "$python" -m benchmarks.model_epoch --dataset "$dataset" --model mgcn --device cuda --epochs "$epochs" \
+                --set precision=bf16 || status=1
+        fi
     done
-    "$python" -m benchmarks.model_epoch --dataset "$dataset" --model mgcn --device cuda --epochs 3 --set precision=bf16 || status=1
 done
 exit $status

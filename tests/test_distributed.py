@@ -70,3 +70,39 @@ def test_a_failing_rank_ends_the_job_with_an_error_not_a_hang(tiny_dir, tmp_path
     assert result.returncode != 0
     assert "Error: knn_k: must be between 1 and 80" in result.stdout + result.stderr
     assert not (tmp_path / "bad" / "metrics.json").exists()
+
+
+def _torchrun(nproc, *args, timeout=300):
+    """``cli.main`` started by torch's launcher directly, as ``torchrun --nproc-per-node N`` does."""
+    env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                           "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+TINY_RUN = ["--dataset", "tiny", "--epochs", "3", "--set", "embedding_dim=16", "--set", "batch_size=64", "--quiet"]
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_a_one_process_group_runs_every_collective_and_trains_exactly_as_without_one(tiny_dir, tmp_path, device):
+    """torchrun with one process joins a real process group (gloo on CPU, nccl on a GPU), so every
+    collective of a data-parallel run runs, on one machine; the result equals the plain run."""
+    common = [*TINY_RUN, "--data-dir", str(tiny_dir), "--device", device]
+    grouped = _torchrun(1, "train", *common, "--out", str(tmp_path / "grouped"))
+    assert grouped.returncode == 0, grouped.stdout + grouped.stderr
+    plain = _cli("train", *common, "--out", str(tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("grouped", "plain")]
+    if device == "cpu":
+        assert metrics[0]["test"] == metrics[1]["test"] and metrics[0]["valid"] == metrics[1]["valid"]
+    else:  # the GPU's atomic adds may sum in another order
+        assert metrics[0]["test"] == pytest.approx(metrics[1]["test"], rel=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() != 1, reason="needs exactly one CUDA device")
+def test_more_processes_than_gpus_is_one_clear_error(tiny_dir, tmp_path):
+    result = _cli("train", "--nproc", "2", *TINY_RUN, "--data-dir", str(tiny_dir), "--device", "cuda",
+                  "--out", str(tmp_path / "two"))
+    assert result.returncode != 0
+    assert "on cuda each process needs its own GPU, and this host has 1" in result.stdout + result.stderr
+    assert not (tmp_path / "two" / "metrics.json").exists()

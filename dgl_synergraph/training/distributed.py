@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 import torch.distributed as dist
 
+from dgl_synergraph.errors import ConfigError
+
 TIMEOUT = timedelta(seconds=int(os.environ.get("SYNERGRAPH_DIST_TIMEOUT", "300")))
 
 
@@ -39,6 +41,7 @@ TIMEOUT = timedelta(seconds=int(os.environ.get("SYNERGRAPH_DIST_TIMEOUT", "300")
 class Group:
     rank: int = 0
     size: int = 1
+    joined: bool = False  # a torch.distributed process group: collectives run (also with one process)
 
     @property
     def writes(self) -> bool:
@@ -66,8 +69,9 @@ def rank_zero_only(write: Callable) -> Callable:
 
 
 def launched() -> bool:
-    """Whether this process was started by torchrun with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether this process was started by torchrun (which sets ``WORLD_SIZE`` and ``RANK``),
+    even with one process: a 1-process group runs the collectives, which checks them on one GPU."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
 def join(device: torch.device) -> Group:
@@ -79,19 +83,23 @@ def join(device: torch.device) -> Group:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local_rank >= visible:  # nccl needs one GPU per process
+                raise ConfigError(f"--nproc {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)}: on cuda each "
+                                  f"process needs its own GPU, and this host has {visible}")
+            torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, timeout=TIMEOUT)
         # Tear the group down before the interpreter does: gloo's threads left to static
         # destructors at exit can abort a finished rank ("terminate called without an active
         # exception"), which fails a run that trained fine.
         atexit.register(leave)
-    _current = Group(dist.get_rank(), dist.get_world_size())
+    _current = Group(dist.get_rank(), dist.get_world_size(), joined=True)
     return _current
 
 
 def broadcast(value: Any, group: Group) -> Any:
     """Rank 0's ``value`` on every rank."""
-    if group.size == 1:
+    if not group.joined:
         return value
     box = [value]
     dist.broadcast_object_list(box, src=0)
@@ -99,7 +107,7 @@ def broadcast(value: Any, group: Group) -> Any:
 
 
 def barrier(group: Group) -> None:
-    if group.size > 1:
+    if group.joined:
         dist.barrier()
 
 
@@ -118,7 +126,7 @@ def average_gradients(model: torch.nn.Module, group: Group) -> None:
     """Every parameter's gradient averaged over the ranks. A parameter without a gradient on a
     rank (unused by its batch) counts as zero there, so every rank joins the same collectives; it
     then gets an Adam step like any other, where a single process would have skipped it."""
-    if group.size == 1:
+    if not group.joined:
         return
     for param in model.parameters():
         if not param.requires_grad:
@@ -131,17 +139,19 @@ def average_gradients(model: torch.nn.Module, group: Group) -> None:
 
 def all_sum(values: dict[str, float], group: Group) -> dict[str, float]:
     """Per-key sums over the ranks (loss bookkeeping)."""
-    if group.size == 1:
+    if not group.joined:
         return values
     keys = sorted(values)
-    total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    # nccl reduces GPU tensors only
+    where = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    total = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=where)
     dist.all_reduce(total)
     return dict(zip(keys, total.tolist()))
 
 
 def gather_batches(mine: dict[int, Any], group: Group) -> dict[int, Any]:
     """Every rank's ``{batch index: result}`` merged, on every rank."""
-    if group.size == 1:
+    if not group.joined:
         return mine
     parts: list[Any] = [None] * group.size
     dist.all_gather_object(parts, mine)

@@ -60,6 +60,10 @@ class BPRBatches:
     def __len__(self) -> int:
         return len(self.users)
 
+    def count(self, batch_size: int) -> int:
+        """Batches in one epoch (the last one may be short)."""
+        return -(-len(self.users) // batch_size)
+
     def epoch(self, batch_size: int):
         order = torch.randperm(len(self.users), generator=self.generator)
         users, positives = self.users[order], self.items[order]

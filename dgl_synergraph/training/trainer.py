@@ -245,7 +245,7 @@ def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: 
 
 def steps_per_epoch(batches: BPRBatches, batch_size: int) -> int:
     """Optimiser steps this rank takes in one epoch (its shard in a data-parallel run)."""
-    return -(-len(batches) // batch_size) // distributed.current().size
+    return batches.count(batch_size) // distributed.current().size
 
 
 def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches: BPRBatches, batch_size: int,
@@ -260,8 +260,8 @@ def train_epoch(model: Recommender, optimizer: torch.optim.Optimizer, batches: B
     sums: dict[str, torch.Tensor] = {}
     n_batches = 0
     epoch = batches.epoch(batch_size)
-    if group.size > 1:
-        epoch = distributed.shard(epoch, group, -(-len(batches) // batch_size))
+    if group.joined:
+        epoch = distributed.shard(epoch, group, batches.count(batch_size))
     for users, positives, negatives in epoch:
         terms = model.loss(users.to(device), positives.to(device), negatives.to(device))
         loss = sum(terms.values())
