@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -65,6 +66,20 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: Path, names: list[str]) -> list[str]:
+    """Delete the temp files (``.<name>.<mkstemp's 8 characters>``) that :func:`atomic_write`
+    calls for ``folder/<name>`` left when they never finished: a process killed with SIGKILL, by
+    the OOM killer or a launcher, cannot clean up, and an Elec-size checkpoint leaves gigabytes.
+    Call it only where no other process writes those files. Returns the names removed."""
+    partial = re.compile("|".join(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}" for name in names))
+    removed = []
+    for path in sorted(Path(folder).iterdir()):
+        if partial.fullmatch(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def umask() -> int:

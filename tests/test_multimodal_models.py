@@ -197,3 +197,19 @@ def test_feature_norm_l2_gives_unit_rows_and_keeps_the_default_raw(tiny):
     unit = ModalityProjection(raw, 8, finetune=False, unit_rows=True).features
     torch.testing.assert_close(unit.norm(dim=1), torch.ones(len(raw)))
     torch.testing.assert_close(ModalityProjection(raw, 8, finetune=False).features, raw)
+
+
+@pytest.mark.parametrize("model", ["synergraph", "siger"])
+def test_gate_decay_adds_the_gates_l2_term_and_pulls_their_weights_in(tiny, cache, model):
+    plain = _model(tiny, model=model, knn_k=5)
+    assert "gate_reg" not in plain.loss(*_batch(tiny))  # off by default
+    decayed = _model(tiny, model=model, knn_k=5, gate_decay=0.1)
+    term = decayed.loss(*_batch(tiny))["gate_reg"]
+    by_hand = sum(float(p.gate.weight.square().sum() + p.gate.bias.square().sum()) for p in decayed.purifiers.values())
+    assert float(term) == pytest.approx(0.05 * by_hand, rel=1e-5)
+    decayed.zero_grad()
+    term.backward()
+    for purifier in decayed.purifiers.values():  # d/dW of 0.1 * |W|^2 / 2 is 0.1 W
+        torch.testing.assert_close(purifier.gate.weight.grad, 0.1 * purifier.gate.weight.detach())
+    with pytest.raises(ConfigError, match="gate_decay"):
+        _model(tiny, model=model, knn_k=5, gate_decay=-1.0)

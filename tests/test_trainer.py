@@ -97,3 +97,16 @@ def test_train_epoch_reports_each_step_it_takes(tiny):
     train_epoch(model, optimizer_for(model, config), batches, config.batch_size, torch.device("cpu"),
                 on_step=lambda: steps.append(1))
     assert len(steps) == steps_per_epoch(batches, config.batch_size) == -(-len(tiny.train) // 64) > 1
+
+
+def test_resuming_removes_the_partial_checkpoint_a_killed_writer_left(tiny_dir, tiny, tmp_path):
+    """SIGKILL (the OOM killer, a launcher's last resort) stops a checkpoint write before its
+    cleanup; the run's next start removes that temp file and nothing else."""
+    run = tmp_path / "run"
+    train(_config(tiny_dir, epochs=2), out=run, dataset=tiny, progress=False)
+    partial, unrelated = run / ".checkpoint.pt.k2j_9x0q", run / ".notes.k2j_9x0q"
+    partial.write_bytes(b"half a checkpoint")
+    unrelated.write_text("mine")
+    resume(run, epochs=3, progress=False)
+    assert not partial.exists() and unrelated.read_text() == "mine"
+    assert ".checkpoint.pt.k2j_9x0q, a file an interrupted write left behind" in (run / "train.log").read_text()

@@ -17,7 +17,7 @@ from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
                                         xavier_table)
-from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics
+from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics, gate_penalty
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
 
@@ -59,6 +59,8 @@ class MGCN(Recommender):
             against gate saturation; on Baby it did not stop it, docs/results.md); off in MGCN.
         feature_norm: "l2" scales each raw feature row to unit length before the projection;
             "none" keeps the raw rows (MGCN).
+        gate_decay: L2 weight on the purifier gates' weights and biases (an ablation against gate
+            saturation; 0 = off, as in the papers, which regularise only the embeddings).
     """
 
     def __init__(
@@ -80,11 +82,12 @@ class MGCN(Recommender):
         finetune_features: bool = True,
         gate_norm: bool = False,
         feature_norm: Literal["none", "l2"] = "none",
+        gate_decay: float = 0.0,
     ):
         super().__init__()
         if not features:
             raise ValueError("a multimodal model needs at least one modality")
-        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers)
+        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_ii_layers=n_ii_layers, gate_decay=gate_decay)
         positive(cl_temperature=cl_temperature)
         self.modalities = sorted(features)
         n_users, n_items = graph.num_nodes(USER), graph.num_nodes(ITEM)
@@ -102,6 +105,7 @@ class MGCN(Recommender):
         self.reg_weight = reg_weight
         self.cl_weight = cl_weight
         self.cl_temperature = cl_temperature
+        self.gate_decay = gate_decay
         self.cold_start_knn = (knn_k, knn_weighting)
 
     def views(self, user_rows: torch.Tensor | None = None, item_rows: torch.Tensor | None = None) -> MultimodalViews:
@@ -155,6 +159,8 @@ class MGCN(Recommender):
             terms["infonce"] = self.cl_weight * (
                 info_nce(views.side_item[pos_items], views.content_item[pos_items], self.cl_temperature)
                 + info_nce(views.side_user[users], views.content_user[users], self.cl_temperature))
+        if self.gate_decay > 0:
+            terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         terms.update(self.auxiliary_losses(views, users, pos_items, neg_items))
         return terms
 

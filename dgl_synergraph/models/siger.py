@@ -26,7 +26,8 @@ from dgl_synergraph.graphs.recipes import semantic_relation
 from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
                                         xavier_table)
-from dgl_synergraph.nn.multimodal import ModalityProjection, Purifier, gate_diagnostics, modulus_perturbation
+from dgl_synergraph.nn.multimodal import (ModalityProjection, Purifier, gate_diagnostics, gate_penalty,
+                                          modulus_perturbation)
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
 
@@ -64,6 +65,8 @@ class SIGER(Recommender):
             against gate saturation; on Baby it did not stop it, docs/results.md).
         feature_norm: "l2" scales each raw feature row to unit length before the projection;
             "none" keeps the raw rows.
+        gate_decay: L2 weight on the purifier gates' weights and biases (an ablation against gate
+            saturation; 0 = off, as in the papers, which regularise only the embeddings).
     """
 
     def __init__(
@@ -95,9 +98,11 @@ class SIGER(Recommender):
         semantic_input: Literal["purified", "linear"] = "purified",
         gate_norm: bool = False,
         feature_norm: Literal["none", "l2"] = "none",
+        gate_decay: float = 0.0,
     ):
         super().__init__()
-        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers, eps=eps)
+        non_negative(reg_weight=reg_weight, n_ui_layers=n_ui_layers, n_sem_layers=n_sem_layers, eps=eps,
+                     gate_decay=gate_decay)
         positive(cl_temperature=cl_temperature, anchor_temperature=anchor_temperature,
                  align_temperature=align_temperature)
         self.modalities = sorted(features)
@@ -120,6 +125,7 @@ class SIGER(Recommender):
         self.anchor_weight, self.anchor_temperature = anchor_weight, anchor_temperature
         self.anchor_multi_positive = anchor_multi_positive
         self.align_weight, self.align_temperature = align_weight, align_temperature
+        self.gate_decay = gate_decay
         self.cold_start_knn = (knn_k, knn_weighting)
 
     def training_diagnostics(self) -> dict[str, float]:
@@ -202,4 +208,6 @@ class SIGER(Recommender):
             terms["align"] = self.align_weight * (
                 info_nce(b_user[users], fused_user[users], self.align_temperature)
                 + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature))
+        if self.gate_decay > 0:
+            terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         return terms

@@ -174,6 +174,11 @@ class Purifier(nn.Module):
         self.last_logits, self.last_gate = logits.detach(), gate.detach()
         return id_embedding * gate
 
+    def penalty(self) -> torch.Tensor:
+        """Half the squared norm of the gate's weights and bias (the papers' L2 term, on the gate):
+        the pre-activation can then grow only as far as the objective pays for it."""
+        return 0.5 * (self.gate.weight.square().sum() + self.gate.bias.square().sum())
+
 
 #: a gate below this or above 1 minus this is saturated (its sigmoid's gradient is < 0.05)
 SATURATED = 0.05
@@ -182,6 +187,11 @@ SATURATED = 0.05
 def saturated_share(gate: torch.Tensor) -> float:
     """The share of gate values below ``SATURATED`` or above ``1 - SATURATED``."""
     return float(((gate < SATURATED) | (gate > 1 - SATURATED)).float().mean())
+
+
+def gate_penalty(purifiers: nn.ModuleDict | None) -> torch.Tensor | float:
+    """The purifiers' summed :meth:`Purifier.penalty` (0 without purifiers)."""
+    return sum((purifier.penalty() for purifier in (purifiers or {}).values()), 0.0)
 
 
 def gate_diagnostics(purifiers: nn.ModuleDict | None) -> dict[str, float]:

@@ -37,6 +37,7 @@ from dgl_synergraph.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOG_FILE,
+    RUN_FILES,
     clear_run,
     default_run_dir,
     load_checkpoint,
@@ -50,7 +51,7 @@ from dgl_synergraph.training.rundir import (
 from dgl_synergraph.training import distributed
 from dgl_synergraph.training.fused_adam import FusedAdam
 from dgl_synergraph.training.sampler import BPRBatches
-from dgl_synergraph.utils import keep_freed_memory, resolve_device, seed_everything
+from dgl_synergraph.utils import keep_freed_memory, remove_partial_writes, resolve_device, seed_everything
 
 log = logging.getLogger(__name__)
 LARGE_GRAPH_NODES = 100_000
@@ -235,6 +236,9 @@ def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: 
         raise RunError(f"--out {run_dir}: cannot create the run directory ({err.strerror})") from None
     handler = _attach_log_file(run_dir)
     try:
+        if distributed.current().writes:
+            for name in remove_partial_writes(run_dir, RUN_FILES):
+                log.info("removed %s, a file an interrupted write left behind", name)
         if not resuming or rewrite_config:  # the recorded config says how far the run may go
             write_config(run_dir, config, dataset)
         return _train(config, dataset, model, run_dir, device, resuming, progress)
