@@ -110,3 +110,10 @@ def test_resuming_removes_the_partial_checkpoint_a_killed_writer_left(tiny_dir, 
     resume(run, epochs=3, progress=False)
     assert not partial.exists() and unrelated.read_text() == "mine"
     assert ".checkpoint.pt.k2j_9x0q, a file an interrupted write left behind" in (run / "train.log").read_text()
+
+
+def test_the_last_epoch_is_checkpointed_whatever_checkpoint_every_says(tiny_dir, tiny, tmp_path):
+    from dgl_synergraph.training.rundir import load_checkpoint
+
+    train(_config(tiny_dir, epochs=3, checkpoint_every=50), out=tmp_path / "run", dataset=tiny, progress=False)
+    assert load_checkpoint(tmp_path / "run")["train_state"]["epoch"] == 3
