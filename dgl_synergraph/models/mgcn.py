@@ -60,7 +60,8 @@ class MGCN(Recommender):
         feature_norm: "l2" scales each raw feature row to unit length before the projection;
             "none" keeps the raw rows (MGCN).
         gate_decay: L2 weight on the purifier gates' weights and biases (an ablation against gate
-            saturation; 0 = off, as in the papers, which regularise only the embeddings).
+            saturation; on Baby it kept the text gates unsaturated, not the image gates, and cost
+            validation recall, docs/results.md); 0 = off, as in the papers.
     """
 
     def __init__(

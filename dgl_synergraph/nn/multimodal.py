@@ -175,8 +175,8 @@ class Purifier(nn.Module):
         return id_embedding * gate
 
     def penalty(self) -> torch.Tensor:
-        """Half the squared norm of the gate's weights and bias (the papers' L2 term, on the gate):
-        the pre-activation can then grow only as far as the objective pays for it."""
+        """Half the squared norm of the gate's weights and bias (the papers' L2 term, on the gate
+        alone): a decay on it makes the gate's own growth pay for itself in the loss."""
         return 0.5 * (self.gate.weight.square().sum() + self.gate.bias.square().sum())
 
 
