@@ -384,6 +384,7 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
     """Train until the epoch limit or early stopping; returns whether the checkpoint on disk
     holds the final state."""
     batches = BPRBatches(dataset.train, dataset.n_items, generator)
+    progress = progress and distributed.current().writes  # one set of bars per job: rank 0's
     bar = tqdm(total=config.epochs, initial=state.epoch, desc=f"{config.model}@{dataset.name}",
                unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
     # Steps within an epoch, shown only where an epoch is long (an Elec-size MGCN epoch is minutes).
