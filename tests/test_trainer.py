@@ -117,3 +117,10 @@ def test_the_last_epoch_is_checkpointed_whatever_checkpoint_every_says(tiny_dir,
 
     train(_config(tiny_dir, epochs=3, checkpoint_every=50), out=tmp_path / "run", dataset=tiny, progress=False)
     assert load_checkpoint(tmp_path / "run")["train_state"]["epoch"] == 3
+
+
+def test_short_epochs_draw_no_steps_bar(tiny_dir, tiny, tmp_path, capsys):
+    """The steps bar is for epochs of minutes; a run of short epochs shows only the epochs bar."""
+    train(_config(tiny_dir, epochs=3), out=tmp_path / "run", dataset=tiny, progress=True)
+    drawn = capsys.readouterr().err
+    assert "lightgcn@tiny" in drawn and "steps" not in drawn

@@ -379,6 +379,10 @@ def _diverged(loss: float, epoch: int, run_dir: Path, unsaved: dict[str, Any] | 
                           f"Retrain with a lower learning rate (--set lr=...)")
 
 
+#: epochs shorter than this get no steps bar
+STEP_BAR_SECONDS = 5
+
+
 def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainState, valid_eval, run_dir,
          device, checkpoint_now, payload, progress) -> bool:
     """Train until the epoch limit or early stopping; returns whether the checkpoint on disk
@@ -389,16 +393,18 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
                unit="epoch", disable=not progress, dynamic_ncols=True, leave=False)
     # Steps within an epoch, shown only where an epoch is long (an Elec-size MGCN epoch is minutes).
     step_bar = tqdm(total=steps_per_epoch(batches, config.batch_size), desc="  steps", unit="step", leave=False,
-                    disable=not progress, dynamic_ncols=True, delay=5)
+                    disable=not progress, dynamic_ncols=True, delay=STEP_BAR_SECONDS)
     # The state at the end of the last finished epoch, kept in memory between checkpoints, so a
     # stop mid-epoch saves it instead of losing the epochs since the last checkpoint.
     unsaved: dict[str, Any] | None = None
     on_disk = state.epoch or None  # the epoch the checkpoint file holds (a resumed run's start)
     previous_handler = _install_sigterm_handler()
     try:
-        for epoch in range(state.epoch + 1, config.epochs + 1):
+        first = state.epoch + 1
+        for epoch in range(first, config.epochs + 1):
             started = time.perf_counter()
-            step_bar.reset()
+            if epoch > first:  # reset() draws the bar at once, whatever its delay
+                step_bar.reset()
             losses = train_epoch(model, optimizer, batches, config.batch_size, device, on_step=step_bar.update)
             scheduler.step()
             record: dict[str, Any] = {"epoch": epoch}
@@ -406,6 +412,8 @@ def _fit(config, dataset, model, optimizer, scheduler, generator, state: TrainSt
             record["loss"] = sum(losses.values())
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["train_seconds"] = round(time.perf_counter() - started, 3)
+            if record["train_seconds"] < STEP_BAR_SECONDS:
+                step_bar.disable = True  # short epochs: the bar's delay counts from its creation, not per epoch
             if not math.isfinite(record["loss"]):
                 raise _diverged(record["loss"], epoch, run_dir, unsaved, on_disk, state.history)
             state.epoch = epoch
