@@ -53,11 +53,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _partial_prefix(name: str) -> str:
+    """How :func:`atomic_write`'s temp file for ``name`` begins (mkstemp adds 8 characters)."""
+    return f".{name}."
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` then rename tmp over ``path``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path.name), dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -69,11 +74,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def remove_partial_writes(folder: Path, names: list[str]) -> list[str]:
-    """Delete the temp files (``.<name>.<mkstemp's 8 characters>``) that :func:`atomic_write`
+    """Delete the temp files (``.<name>.`` and mkstemp's 8 characters) that :func:`atomic_write`
     calls for ``folder/<name>`` left when they never finished: a process killed with SIGKILL, by
     the OOM killer or a launcher, cannot clean up, and an Elec-size checkpoint leaves gigabytes.
     Call it only where no other process writes those files. Returns the names removed."""
-    partial = re.compile("|".join(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}" for name in names))
+    partial = re.compile("|".join(re.escape(_partial_prefix(name)) + "[a-z0-9_]{8}" for name in names))
     removed = []
     for path in sorted(Path(folder).iterdir()):
         if partial.fullmatch(path.name) and path.is_file():

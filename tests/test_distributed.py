@@ -12,16 +12,19 @@ import torch
 
 from dgl_synergraph import load_run
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.training.distributed import Group, shard
+from dgl_synergraph.training.distributed import Group, launcher_command, shard
 from conftest import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cli(*args, timeout=300):
+def _run(command, timeout=300):
     env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _cli(*args, timeout=300):
+    return _run([sys.executable, "-m", "cli.main", *args], timeout)
 
 
 def test_batches_are_dealt_disjointly_in_equal_numbers():
@@ -74,9 +77,7 @@ def test_a_failing_rank_ends_the_job_with_an_error_not_a_hang(tiny_dir, tmp_path
 
 def _torchrun(nproc, *args, timeout=300):
     """``cli.main`` started by torch's launcher directly, as ``torchrun --nproc-per-node N`` does."""
-    env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                           "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return _run(launcher_command(nproc, list(args)), timeout)
 
 
 TINY_RUN = ["--dataset", "tiny", "--epochs", "3", "--set", "embedding_dim=16", "--set", "batch_size=64", "--quiet"]

@@ -167,13 +167,18 @@ def leave() -> None:
         dist.destroy_process_group()
 
 
-def launch(nproc: int, cli_args: list[str]) -> int:
-    """Run ``synergraph <cli_args>`` in ``nproc`` processes on this host with torch's elastic
-    launcher (``torchrun --standalone``); returns its exit status (non-zero when any rank failed:
-    the launcher then stops the others)."""
-    import subprocess
+def launcher_command(nproc: int, cli_args: list[str]) -> list[str]:
+    """The command that runs ``synergraph <cli_args>`` in ``nproc`` processes on this host with
+    torch's elastic launcher (``torchrun --standalone``)."""
     import sys
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "cli.main", *cli_args]
-    return subprocess.run(command, check=False).returncode
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+            "-m", "cli.main", *cli_args]
+
+
+def launch(nproc: int, cli_args: list[str]) -> int:
+    """Run :func:`launcher_command`; returns its exit status (non-zero when any rank failed: the
+    launcher then stops the others)."""
+    import subprocess
+
+    return subprocess.run(launcher_command(nproc, cli_args), check=False).returncode
