@@ -27,15 +27,18 @@ class _InBatchCrossEntropy(torch.autograd.Function):
     buffer. Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py)."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        logits = a @ p.t()
+    def forward(ctx, a: torch.Tensor, p: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        # With dtype=bfloat16 the three [B, B] x [B, d] products multiply in bfloat16 (float32
+        # accumulation inside the kernel); the softmax, the loss and the gradients keep a's dtype.
+        a_mul, p_mul = (a, p) if dtype is None else (a.to(dtype), p.to(dtype))
+        logits = (a_mul @ p_mul.t()).to(a.dtype)
         probs = torch.softmax(logits, dim=1, out=logits)
         positives = probs.diagonal()
         if positives.min() > torch.finfo(probs.dtype).tiny:
             loss = -positives.log().mean()
         else:  # a positive's probability underflowed: its log needs the log-sum-exp itself
             loss = (torch.logsumexp(a @ p.t(), dim=1) - (a * p).sum(1)).mean()
-        ctx.save_for_backward(a, p, probs)
+        ctx.save_for_backward(a_mul, p_mul, probs)
         ctx.spent = False
         return loss
 
@@ -48,18 +51,22 @@ class _InBatchCrossEntropy(torch.autograd.Function):
         a, p, probs = ctx.saved_tensors
         probs.diagonal().sub_(1.0)  # d loss / d logits = (softmax - I) / B
         scale = grad / len(a)
-        grad_a = (probs @ p).mul_(scale) if ctx.needs_input_grad[0] else None  # None: a stop-gradient anchor
-        grad_p = (probs.t() @ a).mul_(scale) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_p
+        probs = probs.to(a.dtype)  # a copy only when the products are in bfloat16
+        grad_a = (probs @ p).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[0] else None  # None: a stop-gradient anchor
+        grad_p = (probs.t() @ a).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_p, None
 
 
-def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float) -> torch.Tensor:
+def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
+             dtype: torch.dtype | None = None) -> torch.Tensor:
     """In-batch InfoNCE on cosine similarity: row i of ``positive`` is anchor i's positive, every
-    other row a negative. -mean log( exp(cos(a_i, p_i)/t) / sum_j exp(cos(a_i, p_j)/t) )."""
+    other row a negative. -mean log( exp(cos(a_i, p_i)/t) / sum_j exp(cos(a_i, p_j)/t) ).
+    ``dtype``: of the similarity products, if not the inputs' own (a model's ``similarity_dtype``:
+    bfloat16 under the run setting ``precision=bf16``)."""
     # Scale the [B, d] side, not the [B, B] logits: same value, a fraction of the work.
     a = F.normalize(anchor, dim=1) / temperature
     p = F.normalize(positive, dim=1)
-    return _InBatchCrossEntropy.apply(a, p)
+    return _InBatchCrossEntropy.apply(a, p, dtype)
 
 
 def circle_loss(
@@ -86,15 +93,16 @@ def circle_loss(
 
 
 def anchor_info_nce(anchor: torch.Tensor, views: list[torch.Tensor], temperature: float,
-                    multi_positive: bool = False) -> torch.Tensor:
+                    multi_positive: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Bind every view to a STOP-GRADIENT anchor (SIGER's anchor-based InfoNCE).
 
-    Default: sum over views of InfoNCE(sg(anchor), view). ``multi_positive``: one softmax per
-    anchor row over all views' rows, with that row of every view as positives.
+    Default: sum over views of InfoNCE(sg(anchor), view), its products in ``dtype`` as in
+    :func:`info_nce`. ``multi_positive``: one softmax per anchor row over all views' rows, with
+    that row of every view as positives (in the inputs' dtype).
     """
     anchor = anchor.detach()
     if not multi_positive:
-        return sum(info_nce(anchor, view, temperature) for view in views)
+        return sum(info_nce(anchor, view, temperature, dtype) for view in views)
     a = F.normalize(anchor, dim=1) / temperature
     logits = torch.cat([a @ F.normalize(v, dim=1).t() for v in views], dim=1)  # [B, M*B]
     batch = len(a)

@@ -45,10 +45,11 @@ def test_fused_mgcn_steps_equal_torch_adam_steps(tiny, tmp_path, monkeypatch):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_bf16_projection_stays_close_to_fp32(tiny, tmp_path, monkeypatch):
+def test_bf16_projection_and_infonce_stay_close_to_fp32(tiny, tmp_path, monkeypatch):
     fp32 = _mgcn(tiny, tmp_path, monkeypatch)
     bf16 = _mgcn(tiny, tmp_path, monkeypatch, precision="bf16")
     assert bf16.projections["image"].bfloat16 and not fp32.projections["image"].bfloat16
+    assert (bf16.similarity_dtype, fp32.similarity_dtype) == (torch.bfloat16, None)  # InfoNCE products too
     users, positives, negatives = _batches(tiny)[0]
     grads = []
     for model in (fp32, bf16):

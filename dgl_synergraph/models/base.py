@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dgl_synergraph.errors import DataError, require
+from dgl_synergraph.nn.multimodal import ModalityProjection
 
 #: per modality: the new items' top-K catalogue neighbours [n_new, K] and their weights (rows sum to 1)
 Neighbours = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -42,6 +43,9 @@ class Recommender(nn.Module):
     #: (K, weighting) of the content neighbours a new item takes (``cold_item_embeddings``);
     #: None for models without a content path
     cold_start_knn: tuple[int, str] | None = None
+    #: dtype of the in-batch similarity products of contrastive losses (``losses.info_nce``); None
+    #: keeps the embeddings' float32; :func:`set_precision` makes it bfloat16 under ``precision=bf16``
+    similarity_dtype: torch.dtype | None = None
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -71,6 +75,16 @@ class Recommender(nn.Module):
         user_emb, item_emb = self.embeddings()
         item_t = item_emb.t().contiguous()
         return lambda users: user_emb[users] @ item_t
+
+
+def set_precision(model: Recommender, precision: str) -> None:
+    """``"bf16"``: every modality projection of ``model`` and its contrastive losses' similarity
+    products compute in bfloat16 (float32 accumulation, float32 outputs); ``"fp32"``: none do."""
+    bf16 = precision == "bf16"
+    model.similarity_dtype = torch.bfloat16 if bf16 else None
+    for module in model.modules():
+        if isinstance(module, ModalityProjection):
+            module.use_bfloat16(bf16)
 
 
 def from_neighbours(rows: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:

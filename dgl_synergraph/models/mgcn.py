@@ -158,8 +158,10 @@ class MGCN(Recommender):
         }
         if self.cl_weight > 0:
             terms["infonce"] = self.cl_weight * (
-                info_nce(views.side_item[pos_items], views.content_item[pos_items], self.cl_temperature)
-                + info_nce(views.side_user[users], views.content_user[users], self.cl_temperature))
+                info_nce(views.side_item[pos_items], views.content_item[pos_items], self.cl_temperature,
+                         self.similarity_dtype)
+                + info_nce(views.side_user[users], views.content_user[users], self.cl_temperature,
+                           self.similarity_dtype))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         terms.update(self.auxiliary_losses(views, users, pos_items, neg_items))

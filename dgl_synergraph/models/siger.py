@@ -197,18 +197,19 @@ class SIGER(Recommender):
         if self.cl_weight > 0:
             (i1, u1), (i2, u2) = self.semantic(projected, perturb=True), self.semantic(projected, perturb=True)
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature)
-                + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature))
+                info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature, self.similarity_dtype)
+                + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature,
+                           self.similarity_dtype))
         if self.anchor_weight > 0:
             terms["anchor"] = self.anchor_weight * (
                 anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
-                                self.anchor_multi_positive)
+                                self.anchor_multi_positive, self.similarity_dtype)
                 + anchor_info_nce(b_item[pos_items], [s_item[m][pos_items] for m in self.modalities],
-                                  self.anchor_temperature, self.anchor_multi_positive))
+                                  self.anchor_temperature, self.anchor_multi_positive, self.similarity_dtype))
         if self.align_weight > 0:
             terms["align"] = self.align_weight * (
-                info_nce(b_user[users], fused_user[users], self.align_temperature)
-                + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature))
+                info_nce(b_user[users], fused_user[users], self.align_temperature, self.similarity_dtype)
+                + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature, self.similarity_dtype))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         return terms

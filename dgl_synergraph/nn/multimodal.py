@@ -144,13 +144,6 @@ def _bf16_product_into(out: torch.Tensor, left: torch.Tensor, right: torch.Tenso
         out[start : start + len(part)].copy_(torch.mm(part, right, out=block[: len(part)]))
 
 
-def set_precision(model: nn.Module, precision: str) -> None:
-    """``"bf16"``: every modality projection of ``model`` computes in bfloat16; ``"fp32"``: none."""
-    for module in model.modules():
-        if isinstance(module, ModalityProjection):
-            module.use_bfloat16(precision == "bf16")
-
-
 class Purifier(nn.Module):
     """Behaviour-gated purifier: e_tilde = e_id * sigmoid(W_2 x_hat + b_2).
 

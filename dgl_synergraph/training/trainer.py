@@ -29,9 +29,8 @@ from dgl_synergraph.data.loader import load_dataset
 from dgl_synergraph.errors import ConfigError, RunError, SynergraphError
 from dgl_synergraph.evaluation.evaluator import split_evaluator
 from dgl_synergraph.graphs.knn import knn_search
-from dgl_synergraph.models.base import Recommender
+from dgl_synergraph.models.base import Recommender, set_precision
 from dgl_synergraph.models.registry import build_model
-from dgl_synergraph.nn.multimodal import set_precision
 from dgl_synergraph.nn.propagation import backend_of, resolve_backend, set_backend
 from dgl_synergraph.training.rundir import (
     CHECKPOINT_FILE,
