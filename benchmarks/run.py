@@ -10,7 +10,8 @@ The timed epoch is the trainer's own ``train_epoch`` (per-epoch hook, sampling, 
 optimiser step) with the trainer's optimiser, and the evaluation is the evaluator the trainer
 uses. Each (dataset, model) runs in a child process, so its peak memory is its own. Writes
 ``<out>/benchmark.json`` and ``<out>/benchmark.md`` (machine, versions, threads and precision
-recorded) and prints the Markdown table.
+recorded; without `--precision` each model computes in its own default precision, shown per row)
+and prints the Markdown table.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def dataset_folder(name: str, data_dir: Path) -> Path | None:
     return None
 
 
-def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: str, settings: list[str]) -> dict:
+def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: str | None, settings: list[str]) -> dict:
     """Runs in the child process: every figure for one (dataset, model)."""
     import torch
 
@@ -53,9 +54,11 @@ def measure_one(dataset: str, folder: Path, model: str, repeat: int, precision: 
     from dgl_synergraph.training.fused_adam import available
     from dgl_synergraph.training.sampler import BPRBatches
     from dgl_synergraph.training.trainer import model_for, optimizer_for, tune_allocator
+    from dgl_synergraph.utils import resolve_precision
 
-    config = build_config({"dataset": dataset, "model": model, "device": "cpu", "precision": precision},
-                          parse_set_values(settings))
+    given = {"dataset": dataset, "model": model, "device": "cpu"} | ({"precision": precision} if precision else {})
+    config = build_config(given, parse_set_values(settings))  # without --precision: the model's default
+    precision = resolve_precision(config.precision, torch.device("cpu"))
     start = time.perf_counter()
     data = load_dataset(dataset, path=folder)
     load_seconds = time.perf_counter() - start
@@ -103,7 +106,8 @@ def run_child(dataset: str, model: str, args) -> dict:
     """One (dataset, model) in its own process with its own empty graph cache, so the kNN build
     is timed for every model and peak memory is the pair's own."""
     command = [sys.executable, "-m", "benchmarks.run", "--one", dataset, model, "--repeat", str(args.repeat),
-               "--threads", str(args.threads), "--precision", args.precision, "--data-dir", str(args.data_dir)]
+               "--threads", str(args.threads), "--data-dir", str(args.data_dir)]
+    command += ["--precision", args.precision] if args.precision else []
     command += [f"--set={s}" for s in settings_for(model, args.settings)]
     print(f"{dataset} / {model} ...", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="synergraph-bench-") as cache:
@@ -138,7 +142,7 @@ def environment(threads: int, precision: str) -> dict:
         flags = " ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in line.split())
     return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
             "processor": platform.processor(), "cpus": os.cpu_count(), "cpu_flags": flags, "threads": threads,
-            "precision": precision, "python": platform.python_version(), "torch": torch.__version__,
+            "precision": precision or "each model's default", "python": platform.python_version(), "torch": torch.__version__,
             "command": "python -m benchmarks.run " + " ".join(sys.argv[1:])}
 
 
@@ -146,15 +150,15 @@ def markdown(results: list[dict], env: dict) -> str:
     lines = [f"Benchmark, {env['date'][:10]}: {env['cpus']} CPUs ({env['cpu_flags'] or 'no AVX-512'}), "
              f"{env['threads']} torch threads, precision {env['precision']}, torch {env['torch']}. "
              f"Command: `{env['command']}`. Medians of the repetitions shown.", "",
-             "| dataset | model | users | items | load s | kNN s (per modality) | train epoch s | eval s | "
+             "| dataset | model | precision | users | items | load s | kNN s (per modality) | train epoch s | eval s | "
              "epoch + eval s | peak RSS GB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['dataset']} | {r['model']} | – | – | – | – | – | – | – | {r['error']} |")
+            lines.append(f"| {r['dataset']} | {r['model']} | – | – | – | – | – | – | – | – | {r['error']} |")
             continue
         knn = ", ".join(f"{m} {s:.2f}" for m, s in r["knn_s"].items()) or "–"
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['users']:,} | {r['items']:,} | {r['load_s']:.2f} | {knn} | "
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['precision']} | {r['users']:,} | {r['items']:,} | {r['load_s']:.2f} | {knn} | "
                      f"{r['epoch_s']:.2f} | {r['eval_s']:.2f} | {r['epoch_s'] + r['eval_s']:.2f} | "
                      f"{r['peak_rss_gb']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -167,7 +171,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Baby only (unless --datasets is given), 1 repetition")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="for every model (default: each model's own, 'synergraph models')")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="[MODEL.]KEY=VALUE",
                         help="a setting or hyperparameter, as in 'synergraph train --set'; with a MODEL. prefix "
                              "for that model only")

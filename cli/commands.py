@@ -50,8 +50,10 @@ def _open_run(run_dir, device, data_dir, force=False):
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs (default 1000, early stopping on validation).")
 @click.option("--seed", type=int, help="The one seed for initialisation, sampling and shuffling (default 999).")
 @click.option("--device", type=DEVICE, help="auto (CUDA when available), cpu or cuda.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]),
-              help="fp32 (default), or bf16 modality projections (faster on AMX / AVX-512 bf16 CPUs).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="fp32, bf16 (projections, InfoNCE products and kNN candidates in bfloat16: faster on "
+                   "AMX / AVX-512 bf16 CPUs and recent GPUs), or auto (bf16 where the device multiplies it "
+                   "natively); default: the model's ('synergraph models'), else fp32.")
 @click.option("--backend", type=click.Choice(["auto", "dgl", "torch"]),
               help="Graph propagation: DGL, or torch CSR products (any device torch runs on); auto (default): "
                    "DGL where its build supports the device.")

@@ -40,8 +40,10 @@ class RunConfig(BaseModel):
     mask_valid_in_test: bool = False
     seed: int = 999
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # bf16: modality projections computed in bfloat16 (faster on AMX / AVX-512 bf16 CPUs, changes numerics)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # bf16: modality projections, contrastive similarity products and the kNN candidate search in
+    # bfloat16 (faster on AMX / AVX-512 bf16 CPUs and recent GPUs; changes numerics); "auto": bf16
+    # where the device multiplies it natively, else fp32 (a model may default to it, README)
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     # propagation backend: "dgl", "torch" (CSR products, any device torch supports), or "auto":
     # DGL where its build can use the device, else torch
     backend: Literal["auto", "dgl", "torch"] = "auto"

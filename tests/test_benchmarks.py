@@ -21,7 +21,7 @@ def test_benchmark_run_quick_writes_json_and_markdown(tmp_path):
         assert isinstance(sample[key], float) and sample[key] > 0
     assert "not found" in missing["error"]
     table = (tmp_path / "benchmark.md").read_text()
-    assert "| sample | lightgcn | 6,033 | 1,500 |" in table and "| missing | lightgcn |" in table
+    assert "| sample | lightgcn | fp32 | 6,033 | 1,500 |" in table and "| missing | lightgcn |" in table
     assert table in done.stdout
 
 

@@ -133,3 +133,14 @@ def test_the_bf16_search_is_taken_only_under_precision_bf16(tiny, tmp_path, monk
                                 "precision": precision}), tiny, torch.device("cpu"))
     assert modes == ["fp32", "fp32", "auto", "auto"]  # image and text, per run
     assert knn.bf16_search_pays(torch.zeros(3, 2)) == torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def test_excluding_self_from_a_search_over_another_query_is_refused():
+    """Which catalogue row is a query row's "self" is known only when the query is the catalogue;
+    with another query the flag used to be ignored without a word."""
+    from dgl_synergraph.graphs.knn import _cosine_top_k
+    catalogue = torch.nn.functional.normalize(torch.randn(12, 4), dim=1)
+    with pytest.raises(ValueError, match="exclude_self"):
+        _cosine_top_k(catalogue.clone(), catalogue, 3, chunk_rows=5, exclude_self=True)
+    values, indices = _cosine_top_k(catalogue, catalogue, 3, chunk_rows=5, exclude_self=True)
+    assert not (indices == torch.arange(12)[:, None]).any()

@@ -5,6 +5,7 @@ uses FMA), so parameters agree to 1e-5 relative after several steps; bf16 projec
 numerics by design, so the bf16 loss must stay within 2% and every gradient within cosine 0.99.
 """
 
+import json
 import sys
 
 import pytest
@@ -171,3 +172,23 @@ def test_the_bf16_table_follows_every_update_of_the_fine_tuned_table():
     expected = torch.nn.functional.linear(projection.features.detach(), projection.linear.weight, projection.linear.bias)
     with torch.no_grad():
         torch.testing.assert_close(projection(), expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_exactly_where_the_device_multiplies_it_natively(tiny, tiny_dir, tmp_path,
+                                                                                monkeypatch, native):
+    """precision=auto resolves per device (emulated bf16 would be slower than fp32), and the run
+    records what it resolved to beside the "auto" it was given."""
+    from dgl_synergraph import utils
+    from dgl_synergraph.training import train
+
+    monkeypatch.setattr(utils, "native_bf16", lambda device: native)
+    model = _mgcn(tiny, tmp_path, monkeypatch, precision="auto")
+    assert model.projections["image"].bfloat16 is native
+    assert model.similarity_dtype == (torch.bfloat16 if native else None)
+    config = build_config({"dataset": "tiny", "data_dir": str(tiny_dir), "model": "mgcn", "knn_k": 5,
+                           "embedding_dim": 8, "epochs": 1, "precision": "auto"})
+    train(config, out=tmp_path / "run", dataset=tiny, progress=False)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["config"]["precision"] == "auto"
+    assert saved["runtime"]["precision"] == ("bf16" if native else "fp32")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from dgl_synergraph.errors import ConfigError
-from dgl_synergraph.utils import atomic_write
+from dgl_synergraph.utils import atomic_write, native_bf16
 
 Weighting = Literal["similarity", "binary"]
 CACHE_VERSION = 2  # 2: the bf16 candidate search with an exact re-rank
@@ -112,8 +112,7 @@ def knn_search(mode: Search):
 def bf16_search_pays(catalogue: torch.Tensor) -> bool:
     """Whether ``search="auto"`` takes the bf16 candidate search: a large catalogue on a CPU whose
     oneDNN multiplies bf16 natively (AVX-512 bf16 or AMX: about 3x fp32 on the 2-core machine)."""
-    return (catalogue.device.type == "cpu" and catalogue.shape[0] >= BF16_SEARCH_MIN_ROWS
-            and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return catalogue.device.type == "cpu" and catalogue.shape[0] >= BF16_SEARCH_MIN_ROWS and native_bf16(catalogue.device)
 
 
 def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_rows: int,
@@ -127,6 +126,8 @@ def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_ro
     unless bf16 rounding (~1e-3 on a cosine) pushes a true top-k item below k + 8 others. That
     happens among near-ties: 0-0.005% of items on Baby, Sports and Clothing, but 15% on the
     synthetic Elec image features (README "Performance"), so it is opt-in (``precision=bf16``)."""
+    if exclude_self and query is not catalogue:  # only the symmetric search knows which row is "self"
+        raise ValueError("exclude_self needs the catalogue itself as the query")
     if search == "auto":
         search = "bf16" if bf16_search_pays(catalogue) else "fp32"
     n_candidates = min(2 * k + 8, catalogue.shape[0] - int(exclude_self)) if search == "bf16" else k

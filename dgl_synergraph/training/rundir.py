@@ -81,11 +81,12 @@ def read_saved(run_dir: Path) -> tuple[RunConfig, dict[str, Any]]:
 
 
 @rank_zero_only
-def write_config(run_dir: Path, config: RunConfig, dataset: Dataset) -> None:
+def write_config(run_dir: Path, config: RunConfig, dataset: Dataset, precision: str) -> None:
+    """``precision``: the one the run computes in (``config.precision`` may say "auto")."""
     write_json(run_dir / CONFIG_FILE, {
         "config": config.model_dump(),
         "versions": environment_versions(),
-        "runtime": {"torch_threads": torch.get_num_threads(),
+        "runtime": {"torch_threads": torch.get_num_threads(), "precision": precision,
                     "adam": "fused C kernel" if fused_adam_available() else "torch.optim.Adam"},
         "data": {
             "path": str(dataset.path),

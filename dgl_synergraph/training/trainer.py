@@ -50,7 +50,8 @@ from dgl_synergraph.training.rundir import (
 from dgl_synergraph.training import distributed
 from dgl_synergraph.training.fused_adam import FusedAdam
 from dgl_synergraph.training.sampler import BPRBatches
-from dgl_synergraph.utils import keep_freed_memory, remove_partial_writes, resolve_device, seed_everything
+from dgl_synergraph.utils import (keep_freed_memory, remove_partial_writes, resolve_device, resolve_precision,
+                                  seed_everything)
 
 log = logging.getLogger(__name__)
 LARGE_GRAPH_NODES = 100_000
@@ -163,9 +164,10 @@ def _fmt(metrics: dict[str, float], keys: list[str]) -> str:
 def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Recommender:
     """The model ``config`` describes, on ``device``, freshly initialised from the config's seed."""
     torch.manual_seed(config.seed)
-    with knn_search("auto" if config.precision == "bf16" else "fp32"):  # bf16 may also pick kNN candidates
+    precision = resolve_precision(config.precision, device)
+    with knn_search("auto" if precision == "bf16" else "fp32"):  # bf16 may also pick kNN candidates
         model = build_model(config.model, dataset, config.model_params, device)
-    set_precision(model, config.precision)
+    set_precision(model, precision)
     set_backend(model, resolve_backend(config.backend, device))
     return model
 
@@ -239,7 +241,7 @@ def _start(config: RunConfig, run_dir: Path, dataset: Dataset | None, progress: 
             for name in remove_partial_writes(run_dir, RUN_FILES):
                 log.info("removed %s, a file an interrupted write left behind", name)
         if not resuming or rewrite_config:  # the recorded config says how far the run may go
-            write_config(run_dir, config, dataset)
+            write_config(run_dir, config, dataset, precision=resolve_precision(config.precision, device))
         return _train(config, dataset, model, run_dir, device, resuming, progress)
     finally:
         package_log.removeHandler(handler)
