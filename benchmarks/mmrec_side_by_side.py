@@ -91,8 +91,9 @@ def run_mmrec(src: Path, model: str, dataset: str, data_dir: Path, epochs: int, 
     return [float(t) for _, t in _TRAIN.findall(log)], [float(t) for _, t in _EVAL.findall(log)]
 
 
-def run_ours(model: str, dataset: str, data_dir: Path, epochs: int, scratch: Path) -> tuple[list, list]:
-    """(train seconds, valid-evaluation seconds) per epoch of ``synergraph train``."""
+def run_ours(model: str, dataset: str, data_dir: Path, epochs: int, scratch: Path) -> tuple[list, list, str]:
+    """(train seconds, valid-evaluation seconds) per epoch of ``synergraph train``, and the
+    precision it computed in (the model's default)."""
     out = scratch / f"ours-{model}"
     _, ours = MODELS[model]
     done = subprocess.run([sys.executable, "-m", "cli.main", "train", "--dataset", dataset, "--data-dir", str(data_dir),
@@ -102,7 +103,8 @@ def run_ours(model: str, dataset: str, data_dir: Path, epochs: int, scratch: Pat
         raise SystemExit(f"Error: synergraph train {model} failed:\n{done.stderr[-2000:]}")
     with open(out / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
-    return [float(r["train_seconds"]) for r in rows], [float(r["eval_seconds"]) for r in rows]
+    precision = json.loads((out / "config.json").read_text())["runtime"]["precision"]
+    return [float(r["train_seconds"]) for r in rows], [float(r["eval_seconds"]) for r in rows], precision
 
 
 def main() -> None:
@@ -125,15 +127,16 @@ def main() -> None:
             ours = run_ours(model, args.dataset, args.data_dir.resolve(), args.epochs, Path(scratch))
             rows.append({"model": model, "mmrec_train": statistics.median(theirs[0]),
                          "mmrec_eval": statistics.median(theirs[1]), "ours_train": statistics.median(ours[0]),
-                         "ours_eval": statistics.median(ours[1]), "mmrec_epochs": theirs, "ours_epochs": ours})
+                         "ours_eval": statistics.median(ours[1]), "ours_precision": ours[2],
+                         "mmrec_epochs": theirs, "ours_epochs": ours[:2]})
     print(f"{args.dataset}, {args.epochs} epochs each, median seconds per epoch (training + valid evaluation); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("| model | MMRec | ours | ratio |")
-    print("|---|---|---|---|")
+    print("| model | MMRec | ours | our precision | ratio |")
+    print("|---|---|---|---|---|")
     for row in rows:
         mmrec, ours = row["mmrec_train"] + row["mmrec_eval"], row["ours_train"] + row["ours_eval"]
         print(f"| {row['model']} | {row['mmrec_train']:.2f} + {row['mmrec_eval']:.2f} | "
-              f"{row['ours_train']:.2f} + {row['ours_eval']:.2f} | {mmrec / ours:.2f}x |")
+              f"{row['ours_train']:.2f} + {row['ours_eval']:.2f} | {row['ours_precision']} | {mmrec / ours:.2f}x |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
