@@ -1,7 +1,7 @@
 """Seconds per epoch of MMRec's own code and of ours on the same data, one after the other.
 
     python -m benchmarks.mmrec_side_by_side --mmrec /path/to/MMRec/src [--dataset baby]
-        [--models LightGCN FREEDOM MGCN] [--epochs 3] [--data-dir ../shared/data]
+        [--models LightGCN FREEDOM MGCN] [--epochs 3] [--data-dir ../shared/data] [--precision bf16]
 
 MMRec (github.com/enoche/MMRec; not a dependency: point ``--mmrec`` at a checkout's ``src``) is
 started through its own ``quick_start`` on the CPU with one configuration of each model's grid,
@@ -91,13 +91,15 @@ def run_mmrec(src: Path, model: str, dataset: str, data_dir: Path, epochs: int, 
     return [float(t) for _, t in _TRAIN.findall(log)], [float(t) for _, t in _EVAL.findall(log)]
 
 
-def run_ours(model: str, dataset: str, data_dir: Path, epochs: int, scratch: Path) -> tuple[list, list, str]:
+def run_ours(model: str, dataset: str, data_dir: Path, epochs: int, scratch: Path,
+             precision: str | None = None) -> tuple[list, list, str]:
     """(train seconds, valid-evaluation seconds) per epoch of ``synergraph train``, and the
-    precision it computed in (the model's default)."""
+    precision it computed in (``precision``, or the model's default)."""
     out = scratch / f"ours-{model}"
     _, ours = MODELS[model]
     done = subprocess.run([sys.executable, "-m", "cli.main", "train", "--dataset", dataset, "--data-dir", str(data_dir),
-                           *ours, "--epochs", str(epochs), "--seed", "999", "--out", str(out), "--quiet"],
+                           *ours, "--epochs", str(epochs), "--seed", "999", "--out", str(out), "--quiet",
+                           *(["--precision", precision] if precision else [])],
                           cwd=ROOT, capture_output=True, text=True, env={**os.environ, "DGLBACKEND": "pytorch"})
     if done.returncode != 0:
         raise SystemExit(f"Error: synergraph train {model} failed:\n{done.stderr[-2000:]}")
@@ -115,6 +117,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                        help="our runs' precision (default: each model's own)")
     args = parser.parse_args()
     if not (args.mmrec / "utils" / "quick_start.py").is_file():
         parser.error(f"--mmrec {args.mmrec}: not MMRec's src folder (no utils/quick_start.py)")
@@ -124,7 +128,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="side-by-side-") as scratch:
         for model in args.models:  # one after the other, never side by side in time
             theirs = run_mmrec(args.mmrec, model, args.dataset, args.data_dir.resolve(), args.epochs, Path(scratch))
-            ours = run_ours(model, args.dataset, args.data_dir.resolve(), args.epochs, Path(scratch))
+            ours = run_ours(model, args.dataset, args.data_dir.resolve(), args.epochs, Path(scratch), args.precision)
             rows.append({"model": model, "mmrec_train": statistics.median(theirs[0]),
                          "mmrec_eval": statistics.median(theirs[1]), "ours_train": statistics.median(ours[0]),
                          "ours_eval": statistics.median(ours[1]), "ours_precision": ours[2],
