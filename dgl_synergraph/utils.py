@@ -43,15 +43,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def csr_row_entries(indptr: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For CSR row pointers ``indptr``: (position of the row within ``rows``, storage position)
-    of every stored entry of ``rows``, row by row, without a Python loop."""
-    counts = indptr[rows + 1] - indptr[rows]
-    owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
-    offsets = torch.arange(int(counts.sum()), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return owner, indptr[rows][owner] + offsets
-
-
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 natively: a CPU whose oneDNN has AVX-512 bf16 or
     AMX, or a CUDA GPU with bfloat16 (Ampere on). Elsewhere bf16 is emulated, slower than fp32."""

@@ -153,35 +153,3 @@ def test_siger_semantic_input_switch(tiny, cache):
     assert set(purified.training_diagnostics()) == {f"gate_{m}_{s}" for m in purified.modalities for s in ("mean", "std", "saturated", "logit_std")}
     with pytest.raises(ConfigError, match="semantic_input"):
         _siger(tiny, semantic_input="attention")
-
-
-@pytest.mark.parametrize("anchor_weight", [0.0, 0.01])
-def test_the_batch_users_views_give_the_loss_and_gradients_of_every_users_views(tiny, tmp_path, monkeypatch,
-                                                                                 anchor_weight):
-    """SIGER's training step propagates the semantic user views for the batch's users only; with
-    every user's views taken at the batch (the plain code) every term and gradient is the same."""
-    from dgl_synergraph.training.sampler import BPRBatches
-
-    monkeypatch.setenv("SYNERGRAPH_CACHE", str(tmp_path))
-    model = model_for(build_config({"dataset": "tiny", "model": "siger", "knn_k": 5, "embedding_dim": 16,
-                                    "anchor_weight": anchor_weight}), tiny, torch.device("cpu"))
-    users, positives, negatives = next(iter(BPRBatches(tiny.train, tiny.n_items,
-                                                       torch.Generator().manual_seed(0)).epoch(64)))
-    assert len(torch.unique(users)) < min(len(users), tiny.n_users)  # repeated users, not every user
-    results = []
-    for restricted in (True, False):
-        if not restricted:
-            every_user = type(model.ui_encoder).items_to_users.__get__(model.ui_encoder)
-            monkeypatch.setattr(model.ui_encoder, "items_to_users",
-                                lambda h, rows=None: every_user(h) if rows is None else every_user(h)[rows])
-        torch.manual_seed(3)  # the same perturbation noise
-        terms = model.loss(users, positives, negatives)
-        model.zero_grad()
-        sum(terms.values()).backward()
-        results.append(({k: float(v) for k, v in terms.items()},
-                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
-    (fast_terms, fast_grads), (plain_terms, plain_grads) = results
-    assert fast_terms == pytest.approx(plain_terms, rel=1e-5) and {"perturb_cl", "align"} <= fast_terms.keys()
-    assert fast_grads.keys() == plain_grads.keys()
-    for name in plain_grads:
-        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)

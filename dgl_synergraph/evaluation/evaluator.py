@@ -15,7 +15,6 @@ import scipy.sparse as sp
 import torch
 
 from dgl_synergraph.evaluation.metrics import metric_sums
-from dgl_synergraph.utils import csr_row_entries
 
 # The top list is always at least this long, so rankings (and tie order) do not depend on
 # which K a caller asks for.
@@ -35,8 +34,11 @@ class CSRTensor:
 
     def gather(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(position of the row within ``rows``, column) for every stored entry of those rows."""
-        owner, positions = csr_row_entries(self.indptr, rows)
-        return owner, self.indices[positions]
+        counts = self.row_counts(rows)
+        starts = self.indptr[rows]
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
+        offsets = torch.arange(int(counts.sum()), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+        return owner, self.indices[starts[owner] + offsets]
 
 
 #: floats in one block of scores (256 MB): a 4,096-user batch over Elec's 63,001 items would be

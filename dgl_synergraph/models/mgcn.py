@@ -31,7 +31,7 @@ class MultimodalViews:
     content_item: torch.Tensor
     side_user: torch.Tensor  # fused modality view
     side_item: torch.Tensor
-    modal_user: dict[str, torch.Tensor]  # per-modality views after the item-item encoder (batch users only in training)
+    modal_user: dict[str, torch.Tensor]  # per-modality views after the item-item encoder
     modal_item: dict[str, torch.Tensor]
     purified: dict[str, torch.Tensor]  # per-modality item inputs of the item-item encoder
 
@@ -110,28 +110,25 @@ class MGCN(Recommender):
         self.cold_start_knn = (knn_k, knn_weighting)
 
     def views(self, user_rows: torch.Tensor | None = None, item_rows: torch.Tensor | None = None) -> MultimodalViews:
-        """Every view of every node; with ``user_rows`` / ``item_rows`` (unique) the fused (side)
-        and final embeddings are computed only at those rows (zero elsewhere): the fuser works row
-        by row, so a training step needs it only for the batch. With ``user_rows`` the users'
-        modality views (``modal_user``) hold those rows only, in that order, taken from the
-        batch users' own interactions."""
+        """Every view of every node; with ``user_rows`` / ``item_rows`` the fused (side) and final
+        embeddings are computed only at those rows (zero elsewhere): the fuser works row by row,
+        so a training step needs it only for the batch."""
         content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         purified, modal_user, modal_item = {}, {}, {}
         for m in self.modalities:
             projected = self.projections[m]()
             purified[m] = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
             modal_item[m] = self.ii_encoders[m](purified[m])
-            modal_user[m] = self.ui_encoder.items_to_users(modal_item[m], user_rows)
-        side_user = self._fuse(modal_user, content_user, user_rows, modal_rows_taken=True)
+            modal_user[m] = self.ui_encoder.items_to_users(modal_item[m])
+        side_user = self._fuse(modal_user, content_user, user_rows)
         side_item = self._fuse(modal_item, content_item, item_rows)
         return MultimodalViews(content_user + side_user, content_item + side_item, content_user, content_item,
                                side_user, side_item, modal_user, modal_item, purified)
 
-    def _fuse(self, modal: dict[str, torch.Tensor], behaviour: torch.Tensor, rows: torch.Tensor | None,
-              modal_rows_taken: bool = False) -> torch.Tensor:
+    def _fuse(self, modal: dict[str, torch.Tensor], behaviour: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         if rows is None:
             return self.fuser(modal, behaviour)
-        fused = self.fuser(modal if modal_rows_taken else {m: view[rows] for m, view in modal.items()}, behaviour[rows])
+        fused = self.fuser({m: view[rows] for m, view in modal.items()}, behaviour[rows])
         return torch.zeros_like(behaviour).index_put((rows,), fused)
 
     def embeddings(self):

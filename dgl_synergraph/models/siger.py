@@ -142,11 +142,10 @@ class SIGER(Recommender):
             return {m: self.projections[m]() for m in self.modalities}
         return {m: self.purifiers[m](self.item_embedding, self.projections[m]()) for m in self.modalities}
 
-    def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False, users: torch.Tensor | None = None
+    def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per-modality semantic item and user representations (optionally perturbed); with
-        ``users``, the user representations of those users only (a training batch's)."""
-        items, user_views = {}, {}
+        """Per-modality semantic item and user representations (optionally perturbed)."""
+        items, users = {}, {}
         for m in self.modalities:
             h = projected[m]
             for layer in range(self.n_sem_layers):
@@ -156,8 +155,8 @@ class SIGER(Recommender):
             if perturb and self.n_sem_layers == 0:
                 h = self._perturb(h)
             items[m] = h
-            user_views[m] = self.ui_encoder.items_to_users(h, users)
-        return items, user_views
+            users[m] = self.ui_encoder.items_to_users(h)
+        return items, users
 
     @staticmethod
     def _fuse(views: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -184,37 +183,32 @@ class SIGER(Recommender):
         return imputed_behaviour(b_item, neighbours) + self._fuse(views)
 
     def loss(self, users, pos_items, neg_items):
-        # User-side views only for the batch's users (from their own interactions), indexed
-        # by ``at``: the same values as every user's view taken at ``users``.
-        batch_users, at = torch.unique(users, return_inverse=True)
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
-        b_user = b_user[batch_users]
         projected = self.project()
-        s_item, s_user = self.semantic(projected, users=batch_users)
+        s_item, s_user = self.semantic(projected)
         fused_user, fused_item = self._fuse(s_user), self._fuse(s_item)
         e_user, e_item = b_user + fused_user, b_item + fused_item
-        u, p, n = e_user[at], e_item[pos_items], e_item[neg_items]
+        u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
             "reg": self.reg_weight * l2_penalty(self.user_embedding[users], self.item_embedding[pos_items],
                                                 self.item_embedding[neg_items]),
         }
         if self.cl_weight > 0:
-            (i1, u1), (i2, u2) = (self.semantic(projected, perturb=True, users=batch_users),
-                                  self.semantic(projected, perturb=True, users=batch_users))
+            (i1, u1), (i2, u2) = self.semantic(projected, perturb=True), self.semantic(projected, perturb=True)
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self._fuse(u1)[at], self._fuse(u2)[at], self.cl_temperature, self.similarity_dtype)
+                info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature, self.similarity_dtype)
                 + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature,
                            self.similarity_dtype))
         if self.anchor_weight > 0:
             terms["anchor"] = self.anchor_weight * (
-                anchor_info_nce(b_user[at], [s_user[m][at] for m in self.modalities], self.anchor_temperature,
+                anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
                                 self.anchor_multi_positive, self.similarity_dtype)
                 + anchor_info_nce(b_item[pos_items], [s_item[m][pos_items] for m in self.modalities],
                                   self.anchor_temperature, self.anchor_multi_positive, self.similarity_dtype))
         if self.align_weight > 0:
             terms["align"] = self.align_weight * (
-                info_nce(b_user[at], fused_user[at], self.align_temperature, self.similarity_dtype)
+                info_nce(b_user[users], fused_user[users], self.align_temperature, self.similarity_dtype)
                 + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature, self.similarity_dtype))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)

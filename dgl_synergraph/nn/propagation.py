@@ -26,7 +26,6 @@ from torch import nn
 from dgl_synergraph.errors import ConfigError
 from dgl_synergraph.graphs.hetero import (INTERACTED_BY, INTERACTS, ITEM, USER, Heterograph, dgl_missing_reason,
                                           import_dgl)
-from dgl_synergraph.utils import csr_row_entries
 
 
 def normalized_sum(relation, h_src: torch.Tensor, norm_src: torch.Tensor, norm_dst: torch.Tensor) -> torch.Tensor:
@@ -76,13 +75,6 @@ class WeightedAdjacency:
 
     def __call__(self, h_src: torch.Tensor) -> torch.Tensor:
         return _SparseProduct.apply(h_src, self.matrix, self.transposed)
-
-    def rows(self, h_src: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``(A @ h_src)[rows]`` from those rows' edges alone (autograd's gradient flows to
-        ``h_src``): a batch's users need a few thousand of the relation's edges, not all."""
-        owner, positions = csr_row_entries(self.matrix.crow_indices(), rows)
-        messages = h_src[self.matrix.col_indices()[positions]] * self.matrix.values()[positions, None]
-        return h_src.new_zeros(len(rows), h_src.shape[1]).index_add(0, owner, messages)
 
 
 BACKENDS = ("dgl", "torch")
@@ -143,27 +135,13 @@ class HeteroPropagation(nn.Module):
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
         if backend == "dgl" and self._edges and not self._graphs:
             raise _no_dgl()
-        if backend == "torch":
-            for rel in self._edges:
-                self._normalised_adjacency(rel)
+        if backend == "torch" and not self._torch_interactions:
+            for rel, (src, dst, n_src, n_dst) in self._edges.items():
+                norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
+                src, dst = src.to(norm_src.device), dst.to(norm_src.device)
+                weight = norm_src[src].flatten() * norm_dst[dst].flatten()
+                self._torch_interactions[rel] = WeightedAdjacency(src, dst, weight, n_src, n_dst)
         self.backend = backend
-
-    def relation_rows(self, rel: tuple[str, str, str], h_src: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """``relation(rel, h_src)[rows]``, computed from those destination rows' edges only (on
-        either backend: the same normalised weights as the torch backend's CSR)."""
-        if rel in self.weighted:
-            return self.weighted[rel].rows(h_src, rows)
-        return self._normalised_adjacency(rel).rows(h_src, rows)
-
-    def _normalised_adjacency(self, rel: tuple[str, str, str]) -> WeightedAdjacency:
-        """The interaction relation ``rel`` as a CSR with D^-1/2 A D^-1/2 folded into its weights."""
-        if rel not in self._torch_interactions:
-            src, dst, n_src, n_dst = self._edges[rel]
-            norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
-            src, dst = src.to(norm_src.device), dst.to(norm_src.device)
-            weight = norm_src[src].flatten() * norm_dst[dst].flatten()
-            self._torch_interactions[rel] = WeightedAdjacency(src, dst, weight, n_src, n_dst)
-        return self._torch_interactions[rel]
 
     def num_edges(self, rel: tuple[str, str, str]) -> int:
         """Edges of one relation as propagated (duplicates of a weighted relation count once)."""
@@ -208,12 +186,9 @@ class LightGCNEncoder(nn.Module):
             total_user, total_item = total_user + h[USER], total_item + h[ITEM]
         return total_user / (self.n_layers + 1), total_item / (self.n_layers + 1)
 
-    def items_to_users(self, h_item: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
-        """R_hat h: each user's normalised sum of its training items (MGCN's user modality view);
-        with ``users``, only those users' rows, from their own edges (a training batch's)."""
-        if users is None:
-            return self.step.relation(INTERACTED_BY, h_item)
-        return self.step.relation_rows(INTERACTED_BY, h_item, users)
+    def items_to_users(self, h_item: torch.Tensor) -> torch.Tensor:
+        """R_hat h: each user's normalised sum of its training items (MGCN's user modality view)."""
+        return self.step.relation(INTERACTED_BY, h_item)
 
 
 class ItemGraphEncoder(nn.Module):
