@@ -125,7 +125,8 @@ def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_ro
     by their fp32 similarity: the values are always fp32, and the neighbours are the fp32 search's
     unless bf16 rounding (~1e-3 on a cosine) pushes a true top-k item below k + 8 others. That
     happens among near-ties: 0-0.005% of items on Baby, Sports and Clothing, but 15% on the
-    synthetic Elec image features (README "Performance"), so it is opt-in (``precision=bf16``)."""
+    synthetic Elec image features (README "Performance"), so it is taken only under ``precision=bf16``
+    (MGCN's default "auto" resolves to it on such CPUs; Baby's three-seed check included it)."""
     if exclude_self and query is not catalogue:  # only the symmetric search knows which row is "self"
         raise ValueError("exclude_self needs the catalogue itself as the query")
     if search == "auto":
