@@ -202,3 +202,67 @@ def test_mgcn_alone_defaults_to_auto_precision():
                                                                          "synergraph", "siger")}
     assert defaults == {"lightgcn": "fp32", "freedom": "fp32", "mgcn": "auto", "synergraph": "fp32", "siger": "fp32"}
     assert build_config({"model": "mgcn", "precision": "fp32"}).precision == "fp32"
+
+
+def _plain_siger_loss(model, users, positives, negatives):
+    """SIGER's loss written plainly: every pass propagates every layer, and each modality's user
+    view is its own sparse product (what the shared-layer, fused-user step replaces)."""
+    from dgl_synergraph.losses import anchor_info_nce, bpr_loss, info_nce, l2_penalty
+
+    def semantic(projected, perturb):
+        items, user_views = {}, {}
+        for m in model.modalities:
+            h = projected[m]
+            for layer in range(model.n_sem_layers):
+                h = model.sem_steps[m](h)
+                if perturb and (model.perturb_layers == "all" or layer == model.n_sem_layers - 1):
+                    h = model._perturb(h)
+            if perturb and model.n_sem_layers == 0:
+                h = model._perturb(h)
+            items[m], user_views[m] = h, model.ui_encoder.items_to_users(h)
+        return items, user_views
+
+    fuse = model._fuse
+    b_user, b_item = model.ui_encoder(model.user_embedding, model.item_embedding)
+    projected = model.project()
+    s_item, s_user = semantic(projected, False)
+    e_user, e_item = b_user + fuse(s_user), b_item + fuse(s_item)
+    u, p, n = e_user[users], e_item[positives], e_item[negatives]
+    (i1, u1), (i2, u2) = semantic(projected, True), semantic(projected, True)
+    t = model.cl_temperature
+    return {
+        "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
+        "reg": model.reg_weight * l2_penalty(model.user_embedding[users], model.item_embedding[positives],
+                                             model.item_embedding[negatives]),
+        "perturb_cl": model.cl_weight * (info_nce(fuse(u1)[users], fuse(u2)[users], t)
+                                         + info_nce(fuse(i1)[positives], fuse(i2)[positives], t)),
+        "anchor": model.anchor_weight * (
+            anchor_info_nce(b_user[users], [s_user[m][users] for m in model.modalities], model.anchor_temperature)
+            + anchor_info_nce(b_item[positives], [s_item[m][positives] for m in model.modalities],
+                              model.anchor_temperature)),
+        "align": model.align_weight * (info_nce(b_user[users], fuse(s_user)[users], model.align_temperature)
+                                       + info_nce(b_item[positives], fuse(s_item)[positives], model.align_temperature)),
+    }
+
+
+@pytest.mark.parametrize("layers", [{"n_sem_layers": 1}, {"n_sem_layers": 2}, {"n_sem_layers": 2, "perturb_layers": "last"},
+                                    {"n_sem_layers": 0}])
+def test_siger_step_shares_clean_layers_and_fuses_user_views_like_the_plain_code(tiny, tmp_path, monkeypatch, layers):
+    """The perturbed passes start from the clean pass's layer and the fused user view is one
+    product: the same loss terms and gradients as the plain code, from the same random numbers."""
+    model = _mgcn(tiny, tmp_path, monkeypatch, model="siger", **layers)
+    users, positives, negatives = _batches(tiny)[0]
+    results = []
+    for loss in (type(model).loss, _plain_siger_loss):
+        torch.manual_seed(7)  # the perturbations draw the same noise in the same order
+        terms = loss(model, users, positives, negatives)
+        model.zero_grad()
+        sum(terms.values()).backward()
+        results.append(({k: float(v) for k, v in terms.items()},
+                        {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}))
+    (fast_terms, fast_grads), (plain_terms, plain_grads) = results
+    assert fast_terms["perturb_cl"] > 0 and fast_terms["anchor"] > 0
+    assert fast_terms == pytest.approx(plain_terms, rel=1e-5)
+    assert fast_grads.keys() == plain_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)

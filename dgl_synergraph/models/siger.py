@@ -142,21 +142,39 @@ class SIGER(Recommender):
             return {m: self.projections[m]() for m in self.modalities}
         return {m: self.purifiers[m](self.item_embedding, self.projections[m]()) for m in self.modalities}
 
-    def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False
+    def semantic(self, projected: dict[str, torch.Tensor], perturb: bool = False,
+                 shared: dict[str, torch.Tensor] | None = None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per-modality semantic item and user representations (optionally perturbed)."""
-        items, users = {}, {}
+        """Per-modality semantic item representations (optionally perturbed), and each
+        modality's clean output of the first perturbed layer. Noise enters only after that
+        layer, so a perturbed pass given those outputs as ``shared`` starts from them instead of
+        propagating the clean layers again (the same values; one sparse product less per
+        modality and pass)."""
+        first_perturbed = 0 if self.perturb_layers == "all" else self.n_sem_layers - 1
+        items, clean = {}, {}
         for m in self.modalities:
             h = projected[m]
             for layer in range(self.n_sem_layers):
-                h = self.sem_steps[m](h)
+                if shared is not None and layer <= first_perturbed:
+                    if layer < first_perturbed:
+                        continue
+                    h = shared[m]
+                else:
+                    h = self.sem_steps[m](h)
+                if layer == first_perturbed:
+                    clean[m] = h
                 if perturb and (self.perturb_layers == "all" or layer == self.n_sem_layers - 1):
                     h = self._perturb(h)
             if perturb and self.n_sem_layers == 0:
                 h = self._perturb(h)
             items[m] = h
-            users[m] = self.ui_encoder.items_to_users(h)
-        return items, users
+        return items, clean
+
+    def to_users(self, items: torch.Tensor) -> torch.Tensor:
+        """Users as the normalised sum of their items' rows. Linear, so the users' view of the
+        modality mean is the mean of their per-modality views: one sparse product, not one per
+        modality."""
+        return self.ui_encoder.items_to_users(items)
 
     @staticmethod
     def _fuse(views: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -164,8 +182,8 @@ class SIGER(Recommender):
 
     def embeddings(self):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
-        s_item, s_user = self.semantic(self.project())
-        return b_user + self._fuse(s_user), b_item + self._fuse(s_item)
+        fused_item = self._fuse(self.semantic(self.project())[0])
+        return b_user + self.to_users(fused_item), b_item + fused_item
 
     @torch.no_grad()
     def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
@@ -185,8 +203,9 @@ class SIGER(Recommender):
     def loss(self, users, pos_items, neg_items):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         projected = self.project()
-        s_item, s_user = self.semantic(projected)
-        fused_user, fused_item = self._fuse(s_user), self._fuse(s_item)
+        s_item, shared = self.semantic(projected)
+        fused_item = self._fuse(s_item)
+        fused_user = self.to_users(fused_item)
         e_user, e_item = b_user + fused_user, b_item + fused_item
         u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
         terms = {
@@ -195,12 +214,14 @@ class SIGER(Recommender):
                                                 self.item_embedding[neg_items]),
         }
         if self.cl_weight > 0:
-            (i1, u1), (i2, u2) = self.semantic(projected, perturb=True), self.semantic(projected, perturb=True)
+            view1 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
+            view2 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self._fuse(u1)[users], self._fuse(u2)[users], self.cl_temperature, self.similarity_dtype)
-                + info_nce(self._fuse(i1)[pos_items], self._fuse(i2)[pos_items], self.cl_temperature,
-                           self.similarity_dtype))
+                info_nce(self.to_users(view1)[users], self.to_users(view2)[users], self.cl_temperature,
+                         self.similarity_dtype)
+                + info_nce(view1[pos_items], view2[pos_items], self.cl_temperature, self.similarity_dtype))
         if self.anchor_weight > 0:
+            s_user = {m: self.to_users(s_item[m]) for m in self.modalities}
             terms["anchor"] = self.anchor_weight * (
                 anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
                                 self.anchor_multi_positive, self.similarity_dtype)
