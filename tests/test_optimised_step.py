@@ -266,3 +266,10 @@ def test_siger_step_shares_clean_layers_and_fuses_user_views_like_the_plain_code
     assert fast_grads.keys() == plain_grads.keys()
     for name in plain_grads:
         torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+    # scoring uses the same fused user view: the mean of the per-modality user views
+    with torch.no_grad():
+        user, _ = model.embeddings()
+        b_user, _ = model.ui_encoder(model.user_embedding, model.item_embedding)
+        items, _ = model.semantic(model.project())
+        plain_user = b_user + model._fuse({m: model.ui_encoder.items_to_users(h) for m, h in items.items()})
+    torch.testing.assert_close(user, plain_user, rtol=1e-5, atol=1e-7)
