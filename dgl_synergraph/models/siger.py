@@ -150,17 +150,13 @@ class SIGER(Recommender):
         layer, so a perturbed pass given those outputs as ``shared`` starts from them instead of
         propagating the clean layers again (the same values; one sparse product less per
         modality and pass)."""
-        first_perturbed = 0 if self.perturb_layers == "all" else self.n_sem_layers - 1
+        first_perturbed = 0 if self.perturb_layers == "all" else max(self.n_sem_layers - 1, 0)
+        start = first_perturbed if shared is not None else 0
         items, clean = {}, {}
         for m in self.modalities:
             h = projected[m]
-            for layer in range(self.n_sem_layers):
-                if shared is not None and layer <= first_perturbed:
-                    if layer < first_perturbed:
-                        continue
-                    h = shared[m]
-                else:
-                    h = self.sem_steps[m](h)
+            for layer in range(start, self.n_sem_layers):
+                h = shared[m] if shared is not None and layer == start else self.sem_steps[m](h)
                 if layer == first_perturbed:
                     clean[m] = h
                 if perturb and (self.perturb_layers == "all" or layer == self.n_sem_layers - 1):
@@ -170,12 +166,6 @@ class SIGER(Recommender):
             items[m] = h
         return items, clean
 
-    def to_users(self, items: torch.Tensor) -> torch.Tensor:
-        """Users as the normalised sum of their items' rows. Linear, so the users' view of the
-        modality mean is the mean of their per-modality views: one sparse product, not one per
-        modality."""
-        return self.ui_encoder.items_to_users(items)
-
     @staticmethod
     def _fuse(views: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack(list(views.values())).mean(0)
@@ -183,7 +173,7 @@ class SIGER(Recommender):
     def embeddings(self):
         b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         fused_item = self._fuse(self.semantic(self.project())[0])
-        return b_user + self.to_users(fused_item), b_item + fused_item
+        return b_user + self.ui_encoder.items_to_users(fused_item), b_item + fused_item
 
     @torch.no_grad()
     def cold_item_embeddings(self, neighbours: Neighbours) -> torch.Tensor:
@@ -205,7 +195,9 @@ class SIGER(Recommender):
         projected = self.project()
         s_item, shared = self.semantic(projected)
         fused_item = self._fuse(s_item)
-        fused_user = self.to_users(fused_item)
+        # items_to_users is linear: the users' view of the modality mean is the mean of their
+        # per-modality views, in one sparse product instead of one per modality
+        fused_user = self.ui_encoder.items_to_users(fused_item)
         e_user, e_item = b_user + fused_user, b_item + fused_item
         u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
         terms = {
@@ -217,11 +209,11 @@ class SIGER(Recommender):
             view1 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             view2 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self.to_users(view1)[users], self.to_users(view2)[users], self.cl_temperature,
-                         self.similarity_dtype)
+                info_nce(self.ui_encoder.items_to_users(view1)[users], self.ui_encoder.items_to_users(view2)[users],
+                         self.cl_temperature, self.similarity_dtype)
                 + info_nce(view1[pos_items], view2[pos_items], self.cl_temperature, self.similarity_dtype))
         if self.anchor_weight > 0:
-            s_user = {m: self.to_users(s_item[m]) for m in self.modalities}
+            s_user = {m: self.ui_encoder.items_to_users(s_item[m]) for m in self.modalities}
             terms["anchor"] = self.anchor_weight * (
                 anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
                                 self.anchor_multi_positive, self.similarity_dtype)
