@@ -1,6 +1,6 @@
 """Modality kNN graph build time and peak memory (chunked cosine top-K, no cache).
 
-    .venv/bin/python -m benchmarks.knn_build [--dataset clothing] [--k 30] [--chunk 2048] [--search fp32 bf16]
+    .venv/bin/python -m benchmarks.knn_build [--dataset clothing] [--k 30] [--chunk 4096] [--search fp32 bf16]
 
 Each (modality, search) is built in a fresh child process so its peak RSS is its own. With
 several ``--search`` modes it also says how far each graph is from the first mode's: the share
@@ -56,7 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="clothing")
     parser.add_argument("--k", type=int, default=30)
-    parser.add_argument("--chunk", type=int, default=2048)
+    parser.add_argument("--chunk", type=int, default=4096)
     parser.add_argument("--search", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "auto"],
                         help="search modes to build, one after the other (the first is the reference)")
     args = parser.parse_args()

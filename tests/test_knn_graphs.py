@@ -28,16 +28,43 @@ def dense_reference(x: np.ndarray, k: int, weighting: str, self_loop: bool) -> n
 @pytest.mark.parametrize("search", ["fp32", "bf16"])
 @pytest.mark.parametrize("weighting", ["similarity", "binary"])
 @pytest.mark.parametrize("self_loop", [True, False])
-def test_chunked_knn_equals_dense_reference(weighting, self_loop, search):
+@pytest.mark.parametrize("n_items, chunk_rows", [(23, 5), (300, 160)])  # blocks too small to group; grouped
+def test_chunked_knn_equals_dense_reference(weighting, self_loop, search, n_items, chunk_rows):
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(23, 6)).astype(np.float32)
-    graph = knn_graph(x, k=4, weighting=weighting, self_loop=self_loop, chunk_rows=5, search=search)
+    x = rng.normal(size=(n_items, 6)).astype(np.float32)
+    graph = knn_graph(x, k=4, weighting=weighting, self_loop=self_loop, chunk_rows=chunk_rows, search=search)
     expected = dense_reference(x.astype(np.float64), 4, weighting, self_loop)
     got = graph.to_dense().numpy()
     assert ((got != 0) == (expected != 0)).all()  # same neighbours
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)  # same weights
-    assert len(graph.src) == 23 * 4
+    assert len(graph.src) == n_items * 4
     assert self_loop == bool((graph.src == graph.dst).any())
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("n_rows, n_columns, k", [(37, 203, 5), (64, 64, 7), (9, 40, 6), (20, 17, 3), (5, 12, 6)])
+def test_grouped_top_k_merge_keeps_the_k_largest_values_with_ties(transposed, n_rows, n_columns, k):
+    """The block merge ranks only the columns of each row's k best strided groups; the values it
+    keeps must be the k largest of (running top-k + block) even when many similarities tie and
+    when the block width is not a multiple of the group size (or too narrow to group)."""
+    generator = torch.Generator().manual_seed(n_rows + n_columns)
+    shape = (n_columns, n_rows) if transposed else (n_rows, n_columns)
+    block = torch.randint(0, 6, shape, generator=generator).float() / 5  # few levels: many ties
+    block[0, :3] = float("-inf")
+    sim = block.t() if transposed else block
+    running_values = torch.sort(torch.rand(n_rows + 4, k, generator=generator), dim=1, descending=True).values
+    running_indices = torch.randint(0, 1000, (n_rows + 4, k), generator=generator) + 5000  # columns elsewhere
+    pooled = torch.cat([running_values[2 : 2 + n_rows], sim], 1)
+    values, indices = running_values.clone(), running_indices.clone()
+    knn_module._merge_top(values, indices, 2, block, 300, transposed=transposed, group=4)
+    assert torch.equal(values[2 : 2 + n_rows], torch.topk(pooled, k, dim=1).values)
+    everything = torch.cat([running_indices[2 : 2 + n_rows], torch.arange(n_columns).expand(n_rows, -1) + 300], 1)
+    for row in range(n_rows):  # each kept index is a distinct column that holds the kept value
+        kept = indices[2 + row].tolist()
+        assert len(set(kept)) == k
+        where = [everything[row].tolist().index(column) for column in kept]
+        assert torch.equal(pooled[row, where], values[2 + row])
+    assert torch.equal(values[:2], running_values[:2]) and torch.equal(indices[n_rows + 2 :], running_indices[n_rows + 2 :])
 
 
 def test_zero_norm_rows_and_negative_similarity_give_no_nan():
