@@ -3,6 +3,8 @@ through 'synergraph train --nproc 2', and the sharding and sharded evaluation it
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(command, timeout=300):
+    """Run ``command`` in its own process group; on timeout kill the whole group (the launcher
+    and its rank processes: killing only the launcher left the ranks running)."""
     env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def _cli(*args, timeout=300):
