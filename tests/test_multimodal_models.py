@@ -200,6 +200,31 @@ def test_feature_norm_l2_gives_unit_rows_and_keeps_the_default_raw(tiny):
     torch.testing.assert_close(ModalityProjection(raw, 8, finetune=False).features, raw)
 
 
+def test_with_a_normalised_input_the_gate_decay_is_on_the_composed_map():
+    """gate_norm + gate_decay: the LayerNorm's gain and shift are part of the gate's linear map,
+    so the decay is on W diag(g) and W h + b (hand-computed here), its gradient reaches the gain,
+    and every logit stays within its row norm times sqrt(dim) plus its bias, whatever the input."""
+    from dgl_synergraph.nn.multimodal import Purifier
+
+    torch.manual_seed(0)
+    purifier = Purifier(6, normalise_input=True)
+    with torch.no_grad():
+        purifier.input_norm.weight.uniform_(0.5, 3.0)
+        purifier.input_norm.bias.uniform_(-1.0, 1.0)
+    W, b = purifier.gate.weight.detach(), purifier.gate.bias.detach()
+    g, h = purifier.input_norm.weight.detach(), purifier.input_norm.bias.detach()
+    by_hand = 0.5 * sum(float(W[i, j] * g[j]) ** 2 for i in range(6) for j in range(6)) \
+        + 0.5 * sum(float(b[i] + sum(W[i, j] * h[j] for j in range(6))) ** 2 for i in range(6))
+    term = purifier.penalty()
+    assert float(term) == pytest.approx(by_hand, rel=1e-5)
+    term.backward()
+    assert purifier.input_norm.weight.grad is not None and purifier.input_norm.weight.grad.abs().sum() > 0
+    purifier(torch.randn(40, 6), 1e4 * torch.randn(40, 6))
+    composed_weight, composed_bias = W * g, b + W @ h
+    bound = composed_weight.norm(dim=1) * 6 ** 0.5 + composed_bias.abs()
+    assert (purifier.last_logits.abs() <= bound + 1e-4).all()
+
+
 @pytest.mark.parametrize("model", ["synergraph", "siger"])
 def test_gate_decay_adds_the_gates_l2_term_and_pulls_their_weights_in(tiny, cache, model):
     plain = _model(tiny, model=model, knn_k=5)

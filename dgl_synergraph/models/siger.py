@@ -67,7 +67,9 @@ class SIGER(Recommender):
             "none" keeps the raw rows.
         gate_decay: L2 weight on the purifier gates' weights and biases (an ablation against gate
             saturation; on Baby it kept the text gates unsaturated, not the image gates, and cost
-            validation recall, docs/results.md); 0 = off, as in the papers.
+            validation recall, docs/results.md); 0 = off, as in the papers. With gate_norm the
+            decay is on the norm's gain and shift too (the composed map), which bounds each gate
+            logit by construction.
     """
 
     def __init__(

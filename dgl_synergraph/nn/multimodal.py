@@ -169,8 +169,17 @@ class Purifier(nn.Module):
 
     def penalty(self) -> torch.Tensor:
         """Half the squared norm of the gate's weights and bias (the papers' L2 term, on the gate
-        alone): a decay on it makes the gate's own growth pay for itself in the loss."""
-        return 0.5 * (self.gate.weight.square().sum() + self.gate.bias.square().sum())
+        alone): a decay on it makes the gate's own growth pay for itself in the loss.
+
+        With ``normalise_input`` the norm's gain g and shift h feed the same logits,
+        W (g * n + h) + b, so the term is on that composed map, W diag(g) and W h + b: decaying W
+        alone let the gain grow instead. Then each logit is bounded by construction, by its row's
+        norm times sqrt(dim) (the unit-variance input) plus its bias, and the decay bounds both."""
+        weight, bias = self.gate.weight, self.gate.bias
+        if self.input_norm is not None:
+            bias = bias + weight @ self.input_norm.bias
+            weight = weight * self.input_norm.weight
+        return 0.5 * (weight.square().sum() + bias.square().sum())
 
 
 #: a gate below this or above 1 minus this is saturated (its sigmoid's gradient is < 0.05)
