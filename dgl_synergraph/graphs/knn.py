@@ -126,7 +126,8 @@ def _cosine_top_k(query: torch.Tensor, catalogue: torch.Tensor, k: int, chunk_ro
     unless bf16 rounding (~1e-3 on a cosine) pushes a true top-k item below k + 8 others. That
     happens among near-ties: 0-0.005% of items on Baby, Sports and Clothing, but 15% on the
     synthetic Elec image features (README "Performance"), so it is taken only under ``precision=bf16``
-    (MGCN's default "auto" resolves to it on such CPUs; Baby's three-seed check included it)."""
+    (MGCN's and FREEDOM's default "auto" resolves to it on such CPUs; their Baby three-seed checks
+    included it)."""
     if exclude_self and query is not catalogue:  # only the symmetric search knows which row is "self"
         raise ValueError("exclude_self needs the catalogue itself as the query")
     if search == "auto":
