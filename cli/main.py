@@ -80,5 +80,10 @@ from cli import commands  # noqa: E402,F401  (registers the subcommands on ``app
 
 if __name__ == "__main__":  # python -m cli.main: what torchrun starts for data-parallel training
     from cli.main import main as entry  # the module the subcommands registered on, not this __main__
+    from dgl_synergraph.training.distributed import exit_rank
 
-    entry()
+    try:
+        entry()
+    except SystemExit as done:
+        exit_rank(done.code)  # a data-parallel rank leaves here, past gloo's teardown
+        raise

@@ -3,12 +3,11 @@ through 'synergraph train --nproc 2', and the sharding and sharded evaluation it
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 
@@ -21,17 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(command, timeout=300):
-    """Run ``command`` in its own process group; on timeout kill the whole group (the launcher
-    and its rank processes: killing only the launcher left the ranks running)."""
+    """Run ``command``; on timeout kill it and every process below it (torchrun starts each rank
+    in a session of its own, so killing the launcher alone left the ranks running, holding the
+    output pipes open), then fail."""
     env = child_env(SYNERGRAPH_DIST_TIMEOUT="60")
-    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as process:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.communicate()
-            raise
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for child in [*psutil.Process(process.pid).children(recursive=True), process]:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        process.communicate()
+        raise
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 

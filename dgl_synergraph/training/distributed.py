@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Iterable, Iterator
@@ -165,6 +167,23 @@ def leave() -> None:
     """Leave torchrun's process group (at exit, registered by :func:`join`)."""
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_rank(code: int | str | None) -> None:
+    """End a rank process that joined a process group with exit status ``code``, without tearing
+    the group down; returns at once in any other process. gloo's destructor joins its worker
+    threads while holding the GIL and can deadlock: a two-process test run finished, wrote every
+    file, and one rank then hung in ``~ProcessGroupGloo`` at exit. Everything a run writes is
+    complete (atomic renames) before this point, so the rank flushes its streams and leaves."""
+    if not dist.is_initialized():
+        return
+    if isinstance(code, str):  # sys.exit("message")
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if code is None else int(code))
 
 
 def launcher_command(nproc: int, cli_args: list[str]) -> list[str]:
