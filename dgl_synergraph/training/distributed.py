@@ -171,10 +171,11 @@ def leave() -> None:
 
 def exit_rank(code: int | str | None) -> None:
     """End a rank process that joined a process group with exit status ``code``, without tearing
-    the group down; returns at once in any other process. gloo's destructor joins its worker
-    threads while holding the GIL and can deadlock: a two-process test run finished, wrote every
-    file, and one rank then hung in ``~ProcessGroupGloo`` at exit. Everything a run writes is
-    complete (atomic renames) before this point, so the rank flushes its streams and leaves."""
+    the group down; returns at once in any other process. gloo's teardown can hang: a two-process
+    test run finished, wrote every file, and one rank then sat in ``~ProcessGroupGloo`` at exit,
+    joining a worker thread that waited on the group's mutex (gdb). Everything a run writes is
+    complete (atomic renames) before this point, so the rank flushes its streams and leaves
+    (:func:`leave`, registered at exit, still tears the group down on any other way out)."""
     if not dist.is_initialized():
         return
     if isinstance(code, str):  # sys.exit("message")
