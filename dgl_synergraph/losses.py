@@ -24,23 +24,36 @@ class _InBatchCrossEntropy(torch.autograd.Function):
     The softmax is ATen's, in place (one pass, row by row in cache); the loss is -log of its
     diagonal, exact while the positives' probabilities are normal floats, and taken from
     recomputed logits otherwise. The backward scales the two [B, d] products, not the [B, B]
-    buffer. Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py)."""
+    buffer. Equal to ``F.cross_entropy(a @ p.T, arange(B))`` (tests/test_losses_fast.py).
+
+    ``counts``: row i stands for ``counts[i]`` identical rows of the batch (a user or item drawn
+    more than once). Column j then enters every softmax ``counts[j]`` times (a log-count added to
+    its logits) and row i's loss weighs ``counts[i]``: the value and gradients of the batch with
+    its repeats, from the distinct rows' products."""
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, p: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    def forward(ctx, a: torch.Tensor, p: torch.Tensor, dtype: torch.dtype | None = None,
+                counts: torch.Tensor | None = None) -> torch.Tensor:
         # With dtype=bfloat16 the three [B, B] x [B, d] products multiply in bfloat16 (float32
         # accumulation inside the kernel); the softmax, the loss and the gradients keep a's dtype.
         a_mul, p_mul = (a, p) if dtype is None else (a.to(dtype), p.to(dtype))
         logits = (a_mul @ p_mul.t()).to(a.dtype)
+        log_counts = None if counts is None else counts.to(a.dtype).log()
+        if log_counts is not None:
+            logits.add_(log_counts)
         probs = torch.softmax(logits, dim=1, out=logits)
         positives = probs.diagonal()
         if positives.min() > torch.finfo(probs.dtype).tiny:
-            loss = -positives.log().mean()
+            per_row = -positives.log()  # with counts, softmax's diagonal is counts_i exp(s_ii) / Z_i
+            if log_counts is not None:
+                per_row = per_row + log_counts
         else:  # a positive's probability underflowed: its log needs the log-sum-exp itself
-            loss = (torch.logsumexp(a @ p.t(), dim=1) - (a * p).sum(1)).mean()
-        ctx.save_for_backward(a_mul, p_mul, probs)
+            logits = a @ p.t() if log_counts is None else a @ p.t() + log_counts
+            per_row = torch.logsumexp(logits, dim=1) - (a * p).sum(1)
+        weights = None if counts is None else counts.to(a.dtype) / counts.sum()
+        ctx.save_for_backward(a_mul, p_mul, probs, weights)
         ctx.spent = False
-        return loss
+        return per_row.mean() if weights is None else (per_row * weights).sum()
 
     @staticmethod
     @once_differentiable
@@ -48,25 +61,41 @@ class _InBatchCrossEntropy(torch.autograd.Function):
         if ctx.spent:  # the buffer below was turned into the gradient by the first backward
             raise RuntimeError("info_nce: backward can run only once through this graph")
         ctx.spent = True
-        a, p, probs = ctx.saved_tensors
-        probs.diagonal().sub_(1.0)  # d loss / d logits = (softmax - I) / B
-        scale = grad / len(a)
+        a, p, probs, weights = ctx.saved_tensors
+        probs.diagonal().sub_(1.0)  # d loss_i / d logits_i = softmax_i - e_i, row i weighing 1/B or weights_i
         probs = probs.to(a.dtype)  # a copy only when the products are in bfloat16
-        grad_a = (probs @ p).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[0] else None  # None: a stop-gradient anchor
-        grad_p = (probs.t() @ a).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_p, None
+        if weights is None:
+            scale = grad / len(a)
+            grad_a = (probs @ p).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[0] else None  # None: a stop-gradient anchor
+            grad_p = (probs.t() @ a).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[1] else None
+        else:  # the row weights scale the [B, d] sides: grad_a's rows, and a's rows before probs.T
+            scale = (grad * weights).unsqueeze(1)
+            grad_a = (probs @ p).to(grad.dtype).mul_(scale) if ctx.needs_input_grad[0] else None
+            grad_p = ((probs.t() @ (a.to(grad.dtype) * scale).to(a.dtype)).to(grad.dtype)
+                      if ctx.needs_input_grad[1] else None)
+        return grad_a, grad_p, None, None
 
 
 def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
-             dtype: torch.dtype | None = None) -> torch.Tensor:
+             dtype: torch.dtype | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
     """In-batch InfoNCE on cosine similarity: row i of ``positive`` is anchor i's positive, every
     other row a negative. -mean log( exp(cos(a_i, p_i)/t) / sum_j exp(cos(a_i, p_j)/t) ).
     ``dtype``: of the similarity products, if not the inputs' own (a model's ``similarity_dtype``:
-    bfloat16 under the run setting ``precision=bf16``)."""
+    bfloat16 under the run setting ``precision=bf16``).
+
+    ``rows``: the batch is ``anchor[rows]`` against ``positive[rows]`` (full tables in, repeats
+    allowed). The same value and gradients as passing those rows, computed over the distinct rows
+    with their counts: a Baby batch of 2,048 interactions holds ~1,460 distinct items, so the item
+    term needs half the [B, B] products."""
+    if rows is not None:
+        distinct, counts = torch.unique(rows, return_counts=True)
+        anchor, positive = anchor[distinct], positive[distinct]
+    else:
+        counts = None
     # Scale the [B, d] side, not the [B, B] logits: same value, a fraction of the work.
     a = F.normalize(anchor, dim=1) / temperature
     p = F.normalize(positive, dim=1)
-    return _InBatchCrossEntropy.apply(a, p, dtype)
+    return _InBatchCrossEntropy.apply(a, p, dtype, counts)
 
 
 def circle_loss(
@@ -93,16 +122,19 @@ def circle_loss(
 
 
 def anchor_info_nce(anchor: torch.Tensor, views: list[torch.Tensor], temperature: float,
-                    multi_positive: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+                    multi_positive: bool = False, dtype: torch.dtype | None = None,
+                    rows: torch.Tensor | None = None) -> torch.Tensor:
     """Bind every view to a STOP-GRADIENT anchor (SIGER's anchor-based InfoNCE).
 
-    Default: sum over views of InfoNCE(sg(anchor), view), its products in ``dtype`` as in
-    :func:`info_nce`. ``multi_positive``: one softmax per anchor row over all views' rows, with
-    that row of every view as positives (in the inputs' dtype).
+    Default: sum over views of InfoNCE(sg(anchor), view), its products in ``dtype`` and its
+    ``rows`` as in :func:`info_nce`. ``multi_positive``: one softmax per anchor row over all views'
+    rows, with that row of every view as positives (in the inputs' dtype).
     """
     anchor = anchor.detach()
     if not multi_positive:
-        return sum(info_nce(anchor, view, temperature, dtype) for view in views)
+        return sum(info_nce(anchor, view, temperature, dtype, rows) for view in views)
+    if rows is not None:
+        anchor, views = anchor[rows], [view[rows] for view in views]
     a = F.normalize(anchor, dim=1) / temperature
     logits = torch.cat([a @ F.normalize(v, dim=1).t() for v in views], dim=1)  # [B, M*B]
     batch = len(a)

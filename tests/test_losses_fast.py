@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dgl_synergraph.losses import _InBatchCrossEntropy, info_nce
+from dgl_synergraph.losses import _InBatchCrossEntropy, anchor_info_nce, info_nce
 
 
 def _plain(a, p):
@@ -86,3 +86,64 @@ def test_bfloat16_products_stay_close_to_float32_and_return_float32_gradients():
     assert float(loss16) == pytest.approx(float(loss32), rel=1e-2) and not torch.equal(loss16, loss32)
     for fast, exact in ((ga16, ga32), (gp16, gp32)):
         assert F.cosine_similarity(fast.flatten(), exact.flatten(), dim=0) > 0.999
+
+
+def _rows_against_gathered(loss_fn, n_rows=40, batch=300, dim=8, dtype=torch.float64, seed=3, scale=1.0):
+    """loss_fn(a_table, p_table, rows) with ``rows`` given vs the same rows gathered first: value
+    and gradients on the whole tables. ``batch`` draws from ``n_rows`` rows, so most repeat."""
+    generator = torch.Generator().manual_seed(seed)
+    a0 = torch.randn(n_rows, dim, generator=generator, dtype=dtype) * scale
+    p0 = torch.randn(n_rows, dim, generator=generator, dtype=dtype)
+    rows = torch.randint(0, n_rows, (batch,), generator=generator)
+    assert len(torch.unique(rows)) < batch  # repeats present
+    results = []
+    for gathered in (True, False):
+        a, p = a0.clone().requires_grad_(), p0.clone().requires_grad_()
+        loss = loss_fn(a[rows], p[rows], None) if gathered else loss_fn(a, p, rows)
+        (loss * 1.7).backward()
+        results.append((loss.detach(), a.grad, p.grad))
+    return results
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_info_nce_over_distinct_rows_equals_the_batch_with_its_repeats(dtype, tol):
+    plain, distinct = _rows_against_gathered(lambda a, p, rows: info_nce(a, p, 0.2, rows=rows), dtype=dtype)
+    for expected, got in zip(plain, distinct):
+        torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
+    # a count that were ignored (every distinct row once) gives another value: the check can fail
+    generator = torch.Generator().manual_seed(3)
+    a0 = torch.randn(40, 8, generator=generator, dtype=dtype)
+    p0 = torch.randn(40, 8, generator=generator, dtype=dtype)
+    rows = torch.randint(0, 40, (300,), generator=generator)
+    once = torch.unique(rows)
+    assert not torch.isclose(info_nce(a0, p0, 0.2, rows=rows), info_nce(a0[once], p0[once], 0.2))
+
+
+def test_info_nce_over_distinct_rows_when_a_positive_underflows():
+    # temperature 0.005 on unit vectors: logit gaps of hundreds, the softmax diagonal underflows
+    plain, distinct = _rows_against_gathered(lambda a, p, rows: info_nce(a, p, 0.005, rows=rows),
+                                             dtype=torch.float32, n_rows=12, batch=50)
+    assert torch.isfinite(distinct[0])
+    for expected, got in zip(plain, distinct):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("multi_positive", [False, True])
+def test_anchor_info_nce_over_distinct_rows_equals_the_gathered_batch(multi_positive):
+    def loss(a, p, rows):
+        return anchor_info_nce(a, [p, 2 * p], 0.3, multi_positive, rows=rows)
+
+    plain, distinct = _rows_against_gathered(loss)
+    assert plain[1] is None and distinct[1] is None  # the anchor is a stop-gradient either way
+    torch.testing.assert_close(distinct[0], plain[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(distinct[2], plain[2], rtol=1e-12, atol=1e-12)
+
+
+def test_bfloat16_products_over_distinct_rows_stay_close_to_the_float32_batch():
+    plain, distinct = _rows_against_gathered(lambda a, p, rows: info_nce(a, p, 0.2, torch.bfloat16, rows=rows),
+                                             dtype=torch.float32, dim=64, n_rows=400, batch=600)
+    exact = _rows_against_gathered(lambda a, p, rows: info_nce(a, p, 0.2, rows=rows), dtype=torch.float32,
+                                   dim=64, n_rows=400, batch=600)[0]
+    assert float(distinct[0]) == pytest.approx(float(exact[0]), rel=1e-2)
+    for fast, reference in zip(distinct[1:], exact[1:]):
+        assert F.cosine_similarity(fast.flatten(), reference.flatten(), dim=0) > 0.999

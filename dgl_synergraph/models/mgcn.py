@@ -160,10 +160,10 @@ class MGCN(Recommender):
         }
         if self.cl_weight > 0:
             terms["infonce"] = self.cl_weight * (
-                info_nce(views.side_item[pos_items], views.content_item[pos_items], self.cl_temperature,
-                         self.similarity_dtype)
-                + info_nce(views.side_user[users], views.content_user[users], self.cl_temperature,
-                           self.similarity_dtype))
+                info_nce(views.side_item, views.content_item, self.cl_temperature, self.similarity_dtype,
+                         rows=pos_items)
+                + info_nce(views.side_user, views.content_user, self.cl_temperature, self.similarity_dtype,
+                           rows=users))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         terms.update(self.auxiliary_losses(views, users, pos_items, neg_items))

@@ -211,20 +211,20 @@ class SIGER(Recommender):
             view1 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             view2 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self.ui_encoder.items_to_users(view1)[users], self.ui_encoder.items_to_users(view2)[users],
-                         self.cl_temperature, self.similarity_dtype)
-                + info_nce(view1[pos_items], view2[pos_items], self.cl_temperature, self.similarity_dtype))
+                info_nce(self.ui_encoder.items_to_users(view1), self.ui_encoder.items_to_users(view2),
+                         self.cl_temperature, self.similarity_dtype, rows=users)
+                + info_nce(view1, view2, self.cl_temperature, self.similarity_dtype, rows=pos_items))
         if self.anchor_weight > 0:
             s_user = {m: self.ui_encoder.items_to_users(s_item[m]) for m in self.modalities}
             terms["anchor"] = self.anchor_weight * (
-                anchor_info_nce(b_user[users], [s_user[m][users] for m in self.modalities], self.anchor_temperature,
-                                self.anchor_multi_positive, self.similarity_dtype)
-                + anchor_info_nce(b_item[pos_items], [s_item[m][pos_items] for m in self.modalities],
-                                  self.anchor_temperature, self.anchor_multi_positive, self.similarity_dtype))
+                anchor_info_nce(b_user, [s_user[m] for m in self.modalities], self.anchor_temperature,
+                                self.anchor_multi_positive, self.similarity_dtype, rows=users)
+                + anchor_info_nce(b_item, [s_item[m] for m in self.modalities], self.anchor_temperature,
+                                  self.anchor_multi_positive, self.similarity_dtype, rows=pos_items))
         if self.align_weight > 0:
             terms["align"] = self.align_weight * (
-                info_nce(b_user[users], fused_user[users], self.align_temperature, self.similarity_dtype)
-                + info_nce(b_item[pos_items], fused_item[pos_items], self.align_temperature, self.similarity_dtype))
+                info_nce(b_user, fused_user, self.align_temperature, self.similarity_dtype, rows=users)
+                + info_nce(b_item, fused_item, self.align_temperature, self.similarity_dtype, rows=pos_items))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)
         return terms
