@@ -205,6 +205,15 @@ def test_curve_labels_tell_runs_with_the_same_folder_name_apart(tmp_path):
                             Path("runs/bpr-seed999")]) == ["k=1/seed999", "k=2/seed999", "bpr-seed999"]
 
 
+def test_every_run_in_a_plot_gets_its_own_colour_and_line_style():
+    from dgl_synergraph.reports.report import run_styles
+
+    for n in (1, 10, 14, 45):
+        styles = run_styles(n)
+        assert len({(s["color"], s["linestyle"]) for s in styles}) == n, n
+    assert {s["linestyle"] for s in run_styles(10)} == {"-"}  # up to 10 runs: plain lines
+
+
 def test_report_gates_plots_each_purifier_run_and_skips_the_rest(tiny_dir, tiny, tmp_path, monkeypatch):
     from dgl_synergraph.api import load_run
     from dgl_synergraph.reports.report import gate_values

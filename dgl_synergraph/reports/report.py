@@ -126,18 +126,29 @@ def distinct_labels(paths: list[Path]) -> list[str]:
     return [label(i) for i in range(len(parts))]
 
 
+def run_styles(n: int) -> list[dict[str, Any]]:
+    """A distinct colour and line style for each of ``n`` runs: tab10 up to 10 runs, tab20 above,
+    then dashed and dotted variants (matplotlib's default cycle repeats after 10 colours, so the
+    11th run looked like the first)."""
+    plt = _pyplot()
+    colors = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
+    styles = ("-", "--", ":")
+    return [{"color": colors[i % len(colors)], "linestyle": styles[i // len(colors) % len(styles)]} for i in range(n)]
+
+
 def plot_curves(records: list[RunRecord], path: Path) -> None:
     """Training loss and validation Recall@20 per epoch, one line per run."""
     plt = _pyplot()
     fig, (ax_loss, ax_valid) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for record, label in zip(records, distinct_labels([r.path for r in records])):
+    styles = run_styles(len(records))
+    for record, label, style in zip(records, distinct_labels([r.path for r in records]), styles):
         epochs = [int(r["epoch"]) for r in record.history]
         if not epochs:
             continue
-        ax_loss.plot(epochs, [float(r["loss"]) for r in record.history], label=label)
+        ax_loss.plot(epochs, [float(r["loss"]) for r in record.history], label=label, **style)
         points = [(int(r["epoch"]), float(r["valid_recall@20"])) for r in record.history if r.get("valid_recall@20")]
         if points:
-            line, = ax_valid.plot(*zip(*points), label=label)
+            line, = ax_valid.plot(*zip(*points), label=label, **style)
             best = record.metrics.get("best_epoch")
             best_points = [p for p in points if p[0] == best]
             if best_points:
@@ -189,9 +200,9 @@ def plot_gate_histograms(gates: dict[str, dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(modalities), figsize=(6 * len(modalities), 4), squeeze=False)
     bins = [i / 50 for i in range(51)]
     for ax, m in zip(axes[0], modalities):
-        for label, run in gates.items():
+        for (label, run), style in zip(gates.items(), run_styles(len(gates))):
             if m in run:
-                ax.hist(run[m], bins=bins, histtype="step", density=True, linewidth=1.5, label=label)
+                ax.hist(run[m], bins=bins, histtype="step", density=True, linewidth=1.5, label=label, **style)
         ax.set(title=f"purifier gates, {m} (every item x dimension)", xlabel="gate value", ylabel="density")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
