@@ -68,7 +68,8 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
                run_defaults={"lr_decay": 0.96, "precision": "auto"}),
     ModelEntry("synergraph", "dgl_synergraph.models.synergraph:SynerGraph", "modality_knn",
                run_defaults={"lr_decay": 0.96},
-               dataset_defaults={"baby": {"knn_k": 10, "cl_weight": 0.01}}),
+               # Baby: text only since session 13 (the modality grid, docs/results.md "Defaults per dataset")
+               dataset_defaults={"baby": {"knn_k": 10, "cl_weight": 0.01, "modalities": "text"}}),
     ModelEntry("siger", "dgl_synergraph.models.siger:SIGER", "siger_infused",
                dataset_defaults={"baby": {"anchor_weight": 0.0}}),
 ]}
