@@ -87,3 +87,40 @@ def test_the_bf16_shadow_is_the_new_parameter_cast_as_torch_casts():
         optimiser.step()
         assert torch.equal(param.bf16_shadow[1:], param.detach()[1:].bfloat16())
         assert torch.isnan(param.bf16_shadow[0, 0]) and torch.equal(param.bf16_shadow[0, 1:], param.detach()[0, 1:].bfloat16())
+
+
+@pytest.mark.parametrize("with_shadow", [False, True])
+def test_a_row_sparse_gradient_steps_as_its_dense_gradient(with_shadow):
+    """Rows without a gradient get the zero-gradient update (their moments decay, the parameter
+    still moves): bit for bit the dense step of the same gradient, and torch's to rounding."""
+    torch.manual_seed(4)
+    start = torch.randn(50, 24)
+    sparse_p, dense_p, torch_p = (torch.nn.Parameter(start.clone()) for _ in range(3))
+    if with_shadow:
+        sparse_p.bf16_shadow = torch.zeros(50, 24, dtype=torch.bfloat16)
+    optimisers = [FusedAdam([sparse_p], lr=0.01), FusedAdam([dense_p], lr=0.01), torch.optim.Adam([torch_p], lr=0.01)]
+    generator = torch.Generator().manual_seed(5)
+    for step in range(6):
+        rows = torch.randperm(50, generator=generator)[: 10 + step].sort().values
+        grad = torch.sparse_coo_tensor(rows.unsqueeze(0), torch.randn(len(rows), 24, generator=generator), (50, 24),
+                                       is_coalesced=True)
+        sparse_p.grad, dense_p.grad, torch_p.grad = grad, grad.to_dense(), grad.to_dense()
+        assert optimisers[0]._plain()
+        for optimiser in optimisers:
+            optimiser.step()
+        assert torch.equal(sparse_p, dense_p)
+        if with_shadow:
+            assert torch.equal(sparse_p.bf16_shadow, sparse_p.detach().bfloat16())
+    torch.testing.assert_close(sparse_p, torch_p, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(sparse_p, start)
+    state, dense_state = optimisers[0].state[sparse_p], optimisers[1].state[dense_p]
+    assert torch.equal(state["exp_avg"], dense_state["exp_avg"]) and torch.equal(state["exp_avg_sq"], dense_state["exp_avg_sq"])
+
+
+def test_a_row_sparse_gradient_outside_the_fused_case_is_made_dense_for_torch():
+    param = torch.nn.Parameter(torch.ones(6, 3))
+    param.grad = torch.sparse_coo_tensor(torch.tensor([[1, 4]]), torch.ones(2, 3), (6, 3), is_coalesced=True)
+    optimiser = FusedAdam([param], lr=0.1, weight_decay=0.01)  # weight decay: torch.optim.Adam's step
+    assert not optimiser._plain()
+    optimiser.step()
+    assert not param.grad.is_sparse and torch.all(param[[1, 4]] < 1)

@@ -121,8 +121,11 @@ def test_freedom_projects_only_the_batch_rows_with_the_same_loss_and_gradients(t
         terms = model.loss(users, positives, negatives)
         model.zero_grad()
         sum(terms.values()).backward()
+        if restricted:  # the table's gradient covers the batch's rows only, as a sparse tensor
+            assert model.projections["image"].features.grad.is_sparse
         results.append((float(terms["modality_bpr"]),
-                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+                        {n: (p.grad.to_dense() if p.grad.is_sparse else p.grad).clone()
+                         for n, p in model.named_parameters() if p.grad is not None}))
     (fast, fast_grads), (plain, plain_grads) = results
     assert fast == pytest.approx(plain, rel=1e-6)
     assert "projections.image.features" in plain_grads  # fine-tuned, as in MMRec
@@ -148,10 +151,19 @@ def test_the_fine_tuned_table_projection_has_autograds_gradients(rows):
             ((out - target) ** 2).sum().backward()
     for (name, a), (_, b) in zip(fast.named_parameters(), plain.named_parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
-    assert fast.features.grad is fast.grad_buffer  # reused, not reallocated
+    if rows is None:
+        assert fast.features.grad is fast.grad_buffer  # reused, not reallocated
     fast.zero_grad(set_to_none=True)
     fast(rows).sum().backward()
-    assert fast.features.grad is fast.grad_buffer
+    if rows is None:
+        assert fast.features.grad is fast.grad_buffer
+    else:  # a single pass gives the rows' gradient only, as a sparse tensor over the same buffer
+        grad = fast.features.grad
+        assert grad.is_sparse and grad.is_coalesced() and grad._values().data_ptr() == fast.grad_buffer.data_ptr()
+        assert sorted(grad._indices()[0].tolist()) == sorted(rows.tolist())
+        plain.zero_grad(set_to_none=True)
+        torch.nn.functional.linear(plain.features[rows], plain.linear.weight, plain.linear.bias).sum().backward()
+        torch.testing.assert_close(grad.to_dense(), plain.features.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_the_bf16_table_follows_every_update_of_the_fine_tuned_table():

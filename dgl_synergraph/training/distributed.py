@@ -135,6 +135,8 @@ def average_gradients(model: torch.nn.Module, group: Group) -> None:
             continue
         if param.grad is None:
             param.grad = torch.zeros_like(param)
+        elif param.grad.is_sparse:  # a table projected on the batch's rows: its rows differ per rank
+            param.grad = param.grad.to_dense()
         dist.all_reduce(param.grad)
         param.grad.div_(group.size)
 

@@ -67,6 +67,37 @@ void adam_step_shadow(float *restrict p, const float *restrict g, float *restric
         shadow[i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
     }
 }
+
+/* A row-sparse gradient (a sparse COO grad over the first dimension): row r's gradient is
+   values[position[r]] when position[r] >= 0, else zero, and every row is updated as a dense step
+   with that gradient would (zero included). shadow may be NULL. */
+void adam_step_rows(float *restrict p_all, const float *restrict values, const int64_t *restrict position,
+                    float *restrict m_all, float *restrict v_all, uint16_t *restrict shadow_all, int64_t n_rows,
+                    int64_t row_len, float weight, float beta2, float one_minus_beta2, float bc2_sqrt, float eps,
+                    float neg_step_size, int threads) {
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < n_rows; r++) {
+        float *restrict p = p_all + r * row_len;
+        float *restrict m = m_all + r * row_len;
+        float *restrict v = v_all + r * row_len;
+        const float *restrict grow = position[r] >= 0 ? values + position[r] * row_len : 0;
+        #pragma omp simd
+        for (int64_t i = 0; i < row_len; i++) {
+            float gi = grow ? grow[i] : 0.0f;
+            float mi = m[i] + weight * (gi - m[i]);
+            float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            float pi = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+            p[i] = pi;
+            if (shadow_all) {
+                union { float f; uint32_t u; } bits = { pi };
+                uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);
+                shadow_all[r * row_len + i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
+            }
+        }
+    }
+}
 """
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-shared", "-fPIC"]
 
@@ -88,19 +119,31 @@ def kernel():
         except (OSError, subprocess.SubprocessError) as err:
             log.info("fused Adam: cannot compile the kernel (%s); using torch.optim.Adam", type(err).__name__)
             return None
-    step, with_shadow = lib.adam_step, lib.adam_step_shadow
+    step, with_shadow, rows = lib.adam_step, lib.adam_step_shadow, lib.adam_step_rows
     step.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
     with_shadow.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
-    step.restype = with_shadow.restype = None
-    return step, with_shadow
+    rows.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 2 + [ctypes.c_float] * 6 + [ctypes.c_int]
+    step.restype = with_shadow.restype = rows.restype = None
+    return step, with_shadow, rows
 
 
 def available() -> bool:
     return kernel() is not None
 
 
+def row_sparse(grad: torch.Tensor) -> bool:
+    """Whether ``grad`` is a sparse COO gradient over rows only (``sparse_dim == 1``: whole rows,
+    as ``ModalityProjection`` gives a table projected on a batch's rows), with unique rows."""
+    return grad.is_sparse and grad.sparse_dim() == 1 and grad.is_coalesced()
+
+
 class FusedAdam(torch.optim.Adam):
-    """``torch.optim.Adam`` whose CPU float32 update is one fused pass (see the module doc)."""
+    """``torch.optim.Adam`` whose CPU float32 update is one fused pass (see the module doc).
+
+    It also takes a row-sparse gradient (:func:`row_sparse`), which ``torch.optim.Adam`` refuses:
+    every row is updated as with the dense gradient (the rows it lacks with zero), in the same
+    single pass, without a table-sized zero-filled gradient. Where the fused kernel does not
+    apply, such a gradient is made dense and ``torch.optim.Adam`` takes the step."""
 
     def _plain(self) -> bool:
         if kernel() is None:
@@ -110,9 +153,13 @@ class FusedAdam(torch.optim.Adam):
                     or group["differentiable"] or isinstance(group["lr"], torch.Tensor):
                 return False
             for p in group["params"]:
-                if p.grad is not None and (p.device.type != "cpu" or p.dtype != torch.float32
-                                           or not p.is_contiguous() or not p.grad.is_contiguous()
-                                           or p.grad.is_sparse):
+                if p.grad is None:
+                    continue
+                if p.device.type != "cpu" or p.dtype != torch.float32 or not p.is_contiguous():
+                    return False
+                grad_ok = (row_sparse(p.grad) and p.grad.dtype == torch.float32 and p.grad._values().is_contiguous()
+                           if p.grad.is_sparse else p.grad.is_contiguous())
+                if not grad_ok:
                     return False
                 state = self.state.get(p)
                 if state and not (state["exp_avg"].is_contiguous() and state["exp_avg_sq"].is_contiguous()):
@@ -122,8 +169,12 @@ class FusedAdam(torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure=None):
         if closure is not None or not self._plain():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and p.grad.is_sparse:
+                        p.grad = p.grad.to_dense()
             return super().step(closure)
-        adam_step, adam_step_shadow = kernel()
+        adam_step, adam_step_shadow, adam_step_rows = kernel()
         threads = torch.get_num_threads()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
@@ -140,11 +191,21 @@ class FusedAdam(torch.optim.Adam):
                 step_size = group["lr"] / (1 - beta1 ** step)
                 bc2_sqrt = math.sqrt(1 - beta2 ** step)
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-                pointers = [p.data_ptr(), p.grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr()]
                 scalars = [1 - beta1, beta2, 1 - beta2, bc2_sqrt, group["eps"], -step_size, threads]
                 shadow = getattr(p, "bf16_shadow", None)  # set by nn.multimodal.ModalityProjection
-                if shadow is not None and shadow.shape == p.shape and shadow.dtype == torch.bfloat16 \
-                        and shadow.is_contiguous() and shadow.device == p.device:
+                if not (shadow is not None and shadow.shape == p.shape and shadow.dtype == torch.bfloat16
+                        and shadow.is_contiguous() and shadow.device == p.device):
+                    shadow = None
+                if p.grad.is_sparse:
+                    rows, values = p.grad._indices()[0], p.grad._values()
+                    position = torch.full((p.shape[0],), -1, dtype=torch.int64)
+                    position[rows] = torch.arange(len(rows))
+                    adam_step_rows(p.data_ptr(), values.data_ptr(), position.data_ptr(), exp_avg.data_ptr(),
+                                   exp_avg_sq.data_ptr(), None if shadow is None else shadow.data_ptr(),
+                                   p.shape[0], p[0].numel() if p.dim() else 1, *scalars)
+                    continue
+                pointers = [p.data_ptr(), p.grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr()]
+                if shadow is not None:
                     adam_step_shadow(*pointers, shadow.data_ptr(), p.numel(), *scalars)
                 else:
                     adam_step(*pointers, p.numel(), *scalars)
