@@ -122,3 +122,23 @@ def test_more_processes_than_gpus_is_one_clear_error(tiny_dir, tmp_path):
     assert result.returncode != 0
     assert "on cuda each process needs its own GPU, and this host has 1" in result.stdout + result.stderr
     assert not (tmp_path / "two" / "metrics.json").exists()
+
+
+def test_a_row_sparse_gradient_is_averaged_as_its_dense_gradient(tmp_path):
+    """FREEDOM's tables get a sparse gradient of the batch's rows; the ranks' rows differ, so it is
+    made dense before the all-reduce (one gloo process here: the average is the gradient itself)."""
+    import torch.distributed as dist
+
+    from dgl_synergraph.training.distributed import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        model = torch.nn.Linear(3, 4)
+        model.weight.grad = torch.sparse_coo_tensor(torch.tensor([[1, 3]]), torch.ones(2, 3), (4, 3),
+                                                    is_coalesced=True)
+        dense = model.weight.grad.to_dense()
+        average_gradients(model, Group(0, 1, joined=True))
+        assert not model.weight.grad.is_sparse and torch.equal(model.weight.grad, dense)
+        assert torch.equal(model.bias.grad, torch.zeros(4))  # no gradient counts as zero
+    finally:
+        dist.destroy_process_group()
