@@ -242,3 +242,19 @@ def test_report_gates_plots_each_purifier_run_and_skips_the_rest(tiny_dir, tiny,
     assert values["image"].shape == (tiny.n_items * 8,)
     torch.testing.assert_close(torch.as_tensor(values["image"]), gate.flatten())
     assert f"{values['image'].mean():.3f}" in page
+
+
+def test_the_kept_run_records_read_as_runs_and_match_what_the_docs_say():
+    """docs/runs keeps finished runs without checkpoints; the report reads them like run
+    directories, and SIGER's bf16 check in docs/results.md quotes exactly these records."""
+    root = Path(__file__).resolve().parents[1]
+    records = find_runs([root / "docs" / "runs"])
+    assert records and all(r.history and "test" in r.metrics for r in records)
+    siger = sorted((r for r in records if r.path.parent.name == "baby-siger-bf16"), key=lambda r: r.config["seed"])
+    assert [r.config["seed"] for r in siger] == [999, 1000, 1001]
+    assert all(r.config["precision"] == "bf16" and r.config["model"] == "siger" for r in siger)
+    results = (root / "docs" / "results.md").read_text()
+    for record in siger:
+        valid, test = record.metrics["valid"]["recall@20"], record.metrics["test"]["recall@20"]
+        assert f"| {record.config['seed']} |" in results
+        assert f"{valid:.4f} / {test:.4f} ({record.metrics['best_epoch']})" in results

@@ -10,7 +10,9 @@ hyperparameters, ``param_groups`` and ``state_dict`` layout, so checkpoints move
 the two, and it delegates to ``torch.optim.Adam`` for anything outside the plain case (CUDA or
 non-float32 tensors, amsgrad, weight decay, maximize) or when no C compiler is found.
 A parameter carrying a ``bf16_shadow`` tensor (a fine-tuned feature table under
-``precision=bf16``) gets that bfloat16 copy rewritten in the same pass.
+``precision=bf16``) gets that bfloat16 copy rewritten in the same pass. A row-sparse gradient
+(FREEDOM's tables, projected on the batch's rows only) is stepped in the same single pass over
+every row, without a table-sized zero-filled gradient.
 """
 
 from __future__ import annotations
