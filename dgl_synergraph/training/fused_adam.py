@@ -56,47 +56,43 @@ void adam_step(float *restrict p, const float *restrict g, float *restrict m, fl
     }
 }
 
-/* The same update, also writing the new parameter rounded to bfloat16 (round to nearest even,
-   as torch's float -> bfloat16 cast) into shadow: a bf16 copy kept current at no extra pass. */
+/* x rounded to bfloat16 (round to nearest even, as torch's float -> bfloat16 cast; NaN stays NaN). */
+#define STORE_BF16(dst, x)                                              \
+    {                                                                   \
+        union { float f; uint32_t u; } bits = { x };                    \
+        uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);    \
+        dst = (x != x) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16); \
+    }
+
+/* The same update, also writing the new parameter in bfloat16 into shadow: a bf16 copy kept
+   current at no extra pass. */
 void adam_step_shadow(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
                       uint16_t *restrict shadow, int64_t n, float weight, float beta2, float one_minus_beta2,
                       float bc2_sqrt, float eps, float neg_step_size, int threads) {
     #pragma omp parallel for simd num_threads(threads) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         ADAM_UPDATE(i)
-        union { float f; uint32_t u; } bits = { pi };
-        uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);
-        shadow[i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
+        STORE_BF16(shadow[i], pi)
     }
 }
 
-/* A row-sparse gradient (a sparse COO grad over the first dimension): row r's gradient is
-   values[position[r]] when position[r] >= 0, else zero, and every row is updated as a dense step
-   with that gradient would (zero included). shadow may be NULL. */
+/* A row-sparse gradient: row r's gradient is values[position[r]] when position[r] >= 0, else the
+   zero row ``zeros``, so every row gets the dense step's arithmetic. shadow_all may be NULL. */
 void adam_step_rows(float *restrict p_all, const float *restrict values, const int64_t *restrict position,
-                    float *restrict m_all, float *restrict v_all, uint16_t *restrict shadow_all, int64_t n_rows,
-                    int64_t row_len, float weight, float beta2, float one_minus_beta2, float bc2_sqrt, float eps,
-                    float neg_step_size, int threads) {
+                    const float *restrict zeros, float *restrict m_all, float *restrict v_all,
+                    uint16_t *restrict shadow_all, int64_t n_rows, int64_t row_len, float weight, float beta2,
+                    float one_minus_beta2, float bc2_sqrt, float eps, float neg_step_size, int threads) {
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < n_rows; r++) {
         float *restrict p = p_all + r * row_len;
         float *restrict m = m_all + r * row_len;
         float *restrict v = v_all + r * row_len;
-        const float *restrict grow = position[r] >= 0 ? values + position[r] * row_len : 0;
+        const float *restrict g = position[r] >= 0 ? values + position[r] * row_len : zeros;
+        uint16_t *restrict shadow = shadow_all ? shadow_all + r * row_len : 0;
         #pragma omp simd
         for (int64_t i = 0; i < row_len; i++) {
-            float gi = grow ? grow[i] : 0.0f;
-            float mi = m[i] + weight * (gi - m[i]);
-            float vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-            m[i] = mi;
-            v[i] = vi;
-            float pi = p[i] + neg_step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
-            p[i] = pi;
-            if (shadow_all) {
-                union { float f; uint32_t u; } bits = { pi };
-                uint32_t rounded = bits.u + 0x7FFFu + ((bits.u >> 16) & 1u);
-                shadow_all[r * row_len + i] = (pi != pi) ? (uint16_t)0x7FC0u : (uint16_t)(rounded >> 16);
-            }
+            ADAM_UPDATE(i)
+            if (shadow) STORE_BF16(shadow[i], pi)
         }
     }
 }
@@ -124,7 +120,7 @@ def kernel():
     step, with_shadow, rows = lib.adam_step, lib.adam_step_shadow, lib.adam_step_rows
     step.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
     with_shadow.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] + [ctypes.c_float] * 6 + [ctypes.c_int]
-    rows.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 2 + [ctypes.c_float] * 6 + [ctypes.c_int]
+    rows.argtypes = [ctypes.c_void_p] * 7 + [ctypes.c_int64] * 2 + [ctypes.c_float] * 6 + [ctypes.c_int]
     step.restype = with_shadow.restype = rows.restype = None
     return step, with_shadow, rows
 
@@ -202,9 +198,11 @@ class FusedAdam(torch.optim.Adam):
                     rows, values = p.grad._indices()[0], p.grad._values()
                     position = torch.full((p.shape[0],), -1, dtype=torch.int64)
                     position[rows] = torch.arange(len(rows))
-                    adam_step_rows(p.data_ptr(), values.data_ptr(), position.data_ptr(), exp_avg.data_ptr(),
-                                   exp_avg_sq.data_ptr(), None if shadow is None else shadow.data_ptr(),
-                                   p.shape[0], p[0].numel() if p.dim() else 1, *scalars)
+                    row_len = p.numel() // p.shape[0]
+                    zeros = torch.zeros(row_len)
+                    adam_step_rows(p.data_ptr(), values.data_ptr(), position.data_ptr(), zeros.data_ptr(),
+                                   exp_avg.data_ptr(), exp_avg_sq.data_ptr(),
+                                   None if shadow is None else shadow.data_ptr(), p.shape[0], row_len, *scalars)
                     continue
                 pointers = [p.data_ptr(), p.grad.data_ptr(), exp_avg.data_ptr(), exp_avg_sq.data_ptr()]
                 if shadow is not None:
