@@ -19,6 +19,7 @@ def test_benchmark_run_quick_writes_json_and_markdown(tmp_path):
     assert sample["dataset"] == "sample" and sample["model"] == "lightgcn" and sample["repeats"] == 1
     for key in ("load_s", "epoch_s", "eval_s", "peak_rss_gb"):
         assert isinstance(sample[key], float) and sample[key] > 0
+    assert sample["epoch_s_each"] == [sample["epoch_s"]] and sample["eval_s_each"] == [sample["eval_s"]]
     assert "not found" in missing["error"]
     table = (tmp_path / "benchmark.md").read_text()
     assert "| sample | lightgcn | fp32 | 6,033 | 1,500 |" in table and "| missing | lightgcn |" in table
