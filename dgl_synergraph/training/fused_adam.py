@@ -155,8 +155,9 @@ class FusedAdam(torch.optim.Adam):
                     continue
                 if p.device.type != "cpu" or p.dtype != torch.float32 or not p.is_contiguous():
                     return False
-                grad_ok = (row_sparse(p.grad) and p.grad.dtype == torch.float32 and p.grad._values().is_contiguous()
-                           if p.grad.is_sparse else p.grad.is_contiguous())
+                # (torch keeps a gradient's dtype that of its parameter, float32 here)
+                grad_ok = (row_sparse(p.grad) and p.grad.values().is_contiguous() if p.grad.is_sparse
+                           else p.grad.is_contiguous())
                 if not grad_ok:
                     return False
                 state = self.state.get(p)
@@ -195,7 +196,7 @@ class FusedAdam(torch.optim.Adam):
                         and shadow.is_contiguous() and shadow.device == p.device):
                     shadow = None
                 if p.grad.is_sparse:
-                    rows, values = p.grad._indices()[0], p.grad._values()
+                    rows, values = p.grad.indices()[0], p.grad.values()  # coalesced: checked in _plain
                     position = torch.full((p.shape[0],), -1, dtype=torch.int64)
                     position[rows] = torch.arange(len(rows))
                     row_len = p.numel() // p.shape[0]
