@@ -62,3 +62,18 @@ def test_lightgcn_gradients_reach_embeddings(tiny):
     sum(terms.values()).backward()
     assert model.user_embedding.grad.abs().sum() > 0
     assert model.item_embedding.grad.abs().sum() > 0
+
+
+def test_items_to_users_at_chosen_users_equals_the_dense_reference_rows():
+    pairs = np.array([[0, 0], [0, 2], [1, 1], [2, 2], [2, 3], [3, 0], [3, 3], [3, 1]])
+    n_users, n_items = 5, 4  # user 4 is isolated: its row is zero
+    encoder = LightGCNEncoder(build_heterograph(n_users, n_items, pairs), 1)
+    a_hat = torch.tensor(_dense_norm_adjacency(n_users, n_items, pairs)[:n_users, n_users:], dtype=torch.float32)
+    users = torch.tensor([3, 0, 4, 3])  # any order, repeats allowed
+    h = torch.randn(n_items, 6, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    upstream = torch.randn(len(users), 6, generator=torch.Generator().manual_seed(1))
+    got = encoder.items_to_users(h, users)
+    torch.testing.assert_close(got, a_hat[users] @ h.detach())
+    torch.testing.assert_close(got, encoder.items_to_users(h)[users].detach())  # the whole-table product's rows
+    (grad,) = torch.autograd.grad((got * upstream).sum(), h)
+    torch.testing.assert_close(grad, a_hat[users].t() @ upstream)

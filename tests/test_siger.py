@@ -153,3 +153,29 @@ def test_siger_semantic_input_switch(tiny, cache):
     assert set(purified.training_diagnostics()) == {f"gate_{m}_{s}" for m in purified.modalities for s in ("mean", "std", "saturated", "logit_std")}
     with pytest.raises(ConfigError, match="semantic_input"):
         _siger(tiny, semantic_input="attention")
+
+
+def test_siger_user_terms_at_the_batch_users_equal_the_whole_table_code(tiny, cache, monkeypatch):
+    """The step takes every item-to-user sum at the batch's distinct users only; the plain code
+    takes it for every user and indexes the batch afterwards: the same loss terms and gradients."""
+    model = _siger(tiny, anchor_weight=0.01, align_weight=0.01)  # every user-side term on
+    users, positives, negatives = _batch(tiny)
+    assert len(torch.unique(users)) < len(users)
+    encoder = model.ui_encoder
+    every_user = type(encoder).items_to_users.__get__(encoder)
+    results = []
+    for restricted in (True, False):
+        if not restricted:
+            monkeypatch.setattr(encoder, "items_to_users",
+                                lambda h, rows=None: every_user(h) if rows is None else every_user(h)[rows])
+        torch.manual_seed(0)  # the same perturbation noise
+        terms = model.loss(users, positives, negatives)
+        model.zero_grad()
+        sum(terms.values()).backward()
+        results.append(({k: float(v) for k, v in terms.items()},
+                        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fast_terms, fast_grads), (plain_terms, plain_grads) = results
+    assert set(fast_terms) == {"bpr", "reg", "perturb_cl", "anchor", "align"}
+    assert fast_terms == pytest.approx(plain_terms, rel=1e-5)
+    for name in plain_grads:
+        torch.testing.assert_close(fast_grads[name], plain_grads[name], rtol=1e-4, atol=1e-7, msg=name)

@@ -112,26 +112,30 @@ class MGCN(Recommender):
         self.cold_start_knn = (knn_k, knn_weighting)
 
     def views(self, user_rows: torch.Tensor | None = None, item_rows: torch.Tensor | None = None) -> MultimodalViews:
-        """Every view of every node; with ``user_rows`` / ``item_rows`` the fused (side) and final
-        embeddings are computed only at those rows (zero elsewhere): the fuser works row by row,
-        so a training step needs it only for the batch."""
+        """Every view of every node; with ``user_rows`` / ``item_rows`` (distinct ids), every view
+        of those users / items only, row i for ``user_rows[i]`` / ``item_rows[i]``. The graph
+        encoders still run over all nodes, but the fuser works row by row and a training step
+        needs it, and every gradient from the losses, only at the batch's rows."""
         content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
         purified, modal_user, modal_item = {}, {}, {}
         for m in self.modalities:
             projected = self.projections[m]()
             purified[m] = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
             modal_item[m] = self.ii_encoders[m](purified[m])
-            modal_user[m] = self.ui_encoder.items_to_users(modal_item[m])
-        side_user = self._fuse(modal_user, content_user, user_rows)
-        side_item = self._fuse(modal_item, content_item, item_rows)
+            modal_user[m] = self.ui_encoder.items_to_users(modal_item[m], user_rows)
+        if user_rows is not None:
+            content_user = content_user[user_rows]
+        if item_rows is not None:
+            content_item = content_item[item_rows]
+            modal_item = {m: view[item_rows] for m, view in modal_item.items()}
+            purified = {m: view[item_rows] for m, view in purified.items()}
+        # One fuser call over users and items together: it is row-wise with shared weights, and a
+        # step's few thousand rows cost it per operation rather than per row.
+        side = self.fuser({m: torch.cat([modal_user[m], modal_item[m]]) for m in self.modalities},
+                          torch.cat([content_user, content_item]))
+        side_user, side_item = side[: len(content_user)], side[len(content_user):]
         return MultimodalViews(content_user + side_user, content_item + side_item, content_user, content_item,
                                side_user, side_item, modal_user, modal_item, purified)
-
-    def _fuse(self, modal: dict[str, torch.Tensor], behaviour: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-        if rows is None:
-            return self.fuser(modal, behaviour)
-        fused = self.fuser({m: view[rows] for m, view in modal.items()}, behaviour[rows])
-        return torch.zeros_like(behaviour).index_put((rows,), fused)
 
     def embeddings(self):
         views = self.views()
@@ -152,7 +156,14 @@ class MGCN(Recommender):
         return behaviour + self.fuser(modal, behaviour)
 
     def loss(self, users, pos_items, neg_items):
-        views = self.views(torch.unique(users), torch.unique(torch.cat([pos_items, neg_items])))
+        user_rows, users_at = torch.unique(users, return_inverse=True)
+        item_rows, items_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+        views = self.views(user_rows, item_rows)
+        return self.loss_terms(views, users_at, items_at[: len(pos_items)], items_at[len(pos_items):])
+
+    def loss_terms(self, views: MultimodalViews, users, pos_items, neg_items) -> dict[str, torch.Tensor]:
+        """The loss terms of a batch from ``views``, whose rows ``users``, ``pos_items`` and
+        ``neg_items`` index: node ids with every node's views, positions with the batch's."""
         u, p, n = views.user[users], views.item[pos_items], views.item[neg_items]
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
@@ -170,7 +181,7 @@ class MGCN(Recommender):
         return terms
 
     def auxiliary_losses(self, views: MultimodalViews, users, pos_items, neg_items) -> dict[str, torch.Tensor]:
-        """Extra loss terms of models built on MGCN; none here."""
+        """Extra loss terms of models built on MGCN (batch indexed as in :meth:`loss_terms`); none here."""
         return {}
 
     def training_diagnostics(self) -> dict[str, float]:

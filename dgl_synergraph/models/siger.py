@@ -197,11 +197,15 @@ class SIGER(Recommender):
         projected = self.project()
         s_item, shared = self.semantic(projected)
         fused_item = self._fuse(s_item)
+        # Every user-side term needs the batch's users only: their item-to-user sums are taken
+        # at those rows (row i for user_rows[i]), not for every user.
+        user_rows, user_at = torch.unique(users, return_inverse=True)
+        b_user = b_user[user_rows]
         # items_to_users is linear: the users' view of the modality mean is the mean of their
         # per-modality views, in one sparse product instead of one per modality
-        fused_user = self.ui_encoder.items_to_users(fused_item)
+        fused_user = self.ui_encoder.items_to_users(fused_item, user_rows)
         e_user, e_item = b_user + fused_user, b_item + fused_item
-        u, p, n = e_user[users], e_item[pos_items], e_item[neg_items]
+        u, p, n = e_user[user_at], e_item[pos_items], e_item[neg_items]
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
             "reg": self.reg_weight * l2_penalty(self.user_embedding[users], self.item_embedding[pos_items],
@@ -211,19 +215,20 @@ class SIGER(Recommender):
             view1 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             view2 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])
             terms["perturb_cl"] = self.cl_weight * (
-                info_nce(self.ui_encoder.items_to_users(view1), self.ui_encoder.items_to_users(view2),
-                         self.cl_temperature, self.similarity_dtype, rows=users)
+                info_nce(self.ui_encoder.items_to_users(view1, user_rows),
+                         self.ui_encoder.items_to_users(view2, user_rows),
+                         self.cl_temperature, self.similarity_dtype, rows=user_at)
                 + info_nce(view1, view2, self.cl_temperature, self.similarity_dtype, rows=pos_items))
         if self.anchor_weight > 0:
-            s_user = {m: self.ui_encoder.items_to_users(s_item[m]) for m in self.modalities}
+            s_user = {m: self.ui_encoder.items_to_users(s_item[m], user_rows) for m in self.modalities}
             terms["anchor"] = self.anchor_weight * (
                 anchor_info_nce(b_user, [s_user[m] for m in self.modalities], self.anchor_temperature,
-                                self.anchor_multi_positive, self.similarity_dtype, rows=users)
+                                self.anchor_multi_positive, self.similarity_dtype, rows=user_at)
                 + anchor_info_nce(b_item, [s_item[m] for m in self.modalities], self.anchor_temperature,
                                   self.anchor_multi_positive, self.similarity_dtype, rows=pos_items))
         if self.align_weight > 0:
             terms["align"] = self.align_weight * (
-                info_nce(b_user, fused_user, self.align_temperature, self.similarity_dtype, rows=users)
+                info_nce(b_user, fused_user, self.align_temperature, self.similarity_dtype, rows=user_at)
                 + info_nce(b_item, fused_item, self.align_temperature, self.similarity_dtype, rows=pos_items))
         if self.gate_decay > 0:
             terms["gate_reg"] = self.gate_decay * gate_penalty(self.purifiers)

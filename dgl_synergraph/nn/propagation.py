@@ -113,6 +113,7 @@ class HeteroPropagation(nn.Module):
         on_dgl = dgl is not None and isinstance(graph, dgl.DGLGraph)
         self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self._edges} if on_dgl else {}
         self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
+        self._by_destination: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.backend = "dgl"
         if not on_dgl:
             self.use_backend("torch")
@@ -156,6 +157,34 @@ class HeteroPropagation(nn.Module):
         src, _, dst = rel
         return normalized_sum(self._graphs[rel], h_src, getattr(self, f"norm_{src}"), getattr(self, f"norm_{dst}"))
 
+    def relation_at(self, rel: tuple[str, str, str], h_src: torch.Tensor, dst_rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`relation`'s messages into the destination nodes ``dst_rows`` only (row i for
+        ``dst_rows[i]``), summed over their own edges: a training step that needs a few thousand
+        of Baby's 19,445 users reads ~10% of the edges. Interaction (unweighted) relations only."""
+        indptr, sources, weights = self._destination_csr(rel, h_src.device)
+        starts = indptr[dst_rows]
+        lengths = indptr[dst_rows + 1] - starts
+        offsets = torch.cumsum(lengths, 0) - lengths
+        edges = torch.repeat_interleave(starts - offsets, lengths) + torch.arange(int(lengths.sum()),
+                                                                                  device=h_src.device)
+        return nn.functional.embedding_bag(sources[edges], h_src, offsets, mode="sum",
+                                           per_sample_weights=weights[edges].to(h_src.dtype))
+
+    def _destination_csr(self, rel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``rel``'s edges sorted by destination: row pointers, sources, normalised weights."""
+        csr = self._by_destination.get(rel)
+        if csr is None or csr[0].device != device:
+            src, dst, _, n_dst = self._edges[rel]
+            norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
+            src, dst = src.to(device), dst.to(device)
+            order = torch.argsort(dst, stable=True)
+            src, dst = src[order], dst[order]
+            indptr = torch.zeros(n_dst + 1, dtype=torch.long, device=device)
+            indptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n_dst), 0)
+            weights = (norm_src.to(device)[src] * norm_dst.to(device)[dst]).flatten()
+            csr = self._by_destination[rel] = (indptr, src, weights)
+        return csr
+
     def forward(self, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for rel in self.relations:
@@ -186,8 +215,11 @@ class LightGCNEncoder(nn.Module):
             total_user, total_item = total_user + h[USER], total_item + h[ITEM]
         return total_user / (self.n_layers + 1), total_item / (self.n_layers + 1)
 
-    def items_to_users(self, h_item: torch.Tensor) -> torch.Tensor:
-        """R_hat h: each user's normalised sum of its training items (MGCN's user modality view)."""
+    def items_to_users(self, h_item: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """R_hat h: each user's normalised sum of its training items (MGCN's user modality view);
+        with ``users``, the rows of those users only."""
+        if users is not None:
+            return self.step.relation_at(INTERACTED_BY, h_item, users)
         return self.step.relation(INTERACTED_BY, h_item)
 
 
