@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from dgl_synergraph.graphs import build_heterograph
@@ -77,3 +78,27 @@ def test_items_to_users_at_chosen_users_equals_the_dense_reference_rows():
     torch.testing.assert_close(got, encoder.items_to_users(h)[users].detach())  # the whole-table product's rows
     (grad,) = torch.autograd.grad((got * upstream).sum(), h)
     torch.testing.assert_close(grad, a_hat[users].t() @ upstream)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+@pytest.mark.parametrize("restrict", ["both", "users"])
+def test_lightgcn_encoder_at_chosen_rows_equals_the_whole_graphs_rows(tiny, layers, restrict):
+    """A training step asks the encoder for the batch's rows only (the last layer then propagates
+    into them alone): the same embeddings and gradients as every row, indexed afterwards."""
+    encoder = LightGCNEncoder(build_heterograph(tiny.n_users, tiny.n_items, tiny.train), layers)
+    generator = torch.Generator().manual_seed(0)
+    h_user = torch.randn(tiny.n_users, 8, generator=generator, requires_grad=True)
+    h_item = torch.randn(tiny.n_items, 8, generator=generator, requires_grad=True)
+    users = torch.tensor([5, 0, 17, 3])
+    items = torch.tensor([2, 9, 1]) if restrict == "both" else None
+    weights = torch.randn(len(users), 8, generator=generator), torch.randn(tiny.n_items if items is None else len(items), 8,
+                                                                           generator=generator)
+    results = []
+    for at_rows in (True, False):
+        got_user, got_item = (encoder(h_user, h_item, users, items) if at_rows
+                              else [t if rows is None else t[rows]
+                                    for t, rows in zip(encoder(h_user, h_item), (users, items))])
+        loss = (got_user * weights[0]).sum() + (got_item * weights[1]).sum()
+        results.append((got_user.detach(), got_item.detach(), *torch.autograd.grad(loss, (h_user, h_item))))
+    for fast, plain in zip(*results):
+        torch.testing.assert_close(fast, plain)

@@ -103,15 +103,18 @@ class FREEDOM(Recommender):
         return imputed_behaviour(ui_items, neighbours, self.mixing) + mixed_step
 
     def loss(self, users, pos_items, neg_items):
-        user_emb, item_emb = self._forward(self.train_encoder)
-        u = user_emb[users]
-        terms = {"bpr": bpr_loss((u * item_emb[pos_items]).sum(-1), (u * item_emb[neg_items]).sum(-1))}
+        # Only the batch's distinct users and items are scored: the encoders' last layers and the
+        # projections reach just those rows (row-wise or per-row sums: the same values, and the
+        # same zero gradient for every other row).
+        user_rows, user_at = torch.unique(users, return_inverse=True)
+        rows, inverse = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+        pos_rows, neg_rows = inverse[: len(pos_items)], inverse[len(pos_items):]
+        user_emb, item_emb = self.train_encoder(self.user_embedding, self.item_embedding, user_rows, rows)
+        item_emb = item_emb + self.mm_encoder(self.item_embedding)[rows]
+        u = user_emb[user_at]
+        terms = {"bpr": bpr_loss((u * item_emb[pos_rows]).sum(-1), (u * item_emb[neg_rows]).sum(-1))}
         if self.modality_bpr_weight > 0:
             modal = 0.0
-            # Only the batch's items are scored, so only their rows are projected (the projection
-            # is row-wise: same values, and the same zero gradient for every other row).
-            rows, inverse = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
-            pos_rows, neg_rows = inverse[: len(pos_items)], inverse[len(pos_items):]
             for projection in self.projections.values():
                 feats = projection(rows)
                 modal = modal + bpr_loss((u * feats[pos_rows]).sum(-1), (u * feats[neg_rows]).sum(-1))

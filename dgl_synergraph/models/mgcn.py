@@ -116,17 +116,14 @@ class MGCN(Recommender):
         of those users / items only, row i for ``user_rows[i]`` / ``item_rows[i]``. The graph
         encoders still run over all nodes, but the fuser works row by row and a training step
         needs it, and every gradient from the losses, only at the batch's rows."""
-        content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        content_user, content_item = self.ui_encoder(self.user_embedding, self.item_embedding, user_rows, item_rows)
         purified, modal_user, modal_item = {}, {}, {}
         for m in self.modalities:
             projected = self.projections[m]()
             purified[m] = self.purifiers[m](self.item_embedding, projected) if self.purifiers is not None else projected
             modal_item[m] = self.ii_encoders[m](purified[m])
             modal_user[m] = self.ui_encoder.items_to_users(modal_item[m], user_rows)
-        if user_rows is not None:
-            content_user = content_user[user_rows]
         if item_rows is not None:
-            content_item = content_item[item_rows]
             modal_item = {m: view[item_rows] for m, view in modal_item.items()}
             purified = {m: view[item_rows] for m, view in purified.items()}
         # One fuser call over users and items together: it is row-wise with shared weights, and a

@@ -193,14 +193,13 @@ class SIGER(Recommender):
         return imputed_behaviour(b_item, neighbours) + self._fuse(views)
 
     def loss(self, users, pos_items, neg_items):
-        b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding)
+        # Every user-side term needs the batch's users only: their behaviour view and their
+        # item-to-user sums are taken at those rows (row i for user_rows[i]), not for every user.
+        user_rows, user_at = torch.unique(users, return_inverse=True)
+        b_user, b_item = self.ui_encoder(self.user_embedding, self.item_embedding, user_rows)
         projected = self.project()
         s_item, shared = self.semantic(projected)
         fused_item = self._fuse(s_item)
-        # Every user-side term needs the batch's users only: their item-to-user sums are taken
-        # at those rows (row i for user_rows[i]), not for every user.
-        user_rows, user_at = torch.unique(users, return_inverse=True)
-        b_user = b_user[user_rows]
         # items_to_users is linear: the users' view of the modality mean is the mean of their
         # per-modality views, in one sparse product instead of one per modality
         fused_user = self.ui_encoder.items_to_users(fused_item, user_rows)

@@ -79,6 +79,12 @@ class WeightedAdjacency:
 
 BACKENDS = ("dgl", "torch")
 
+#: HeteroPropagation.messages_into sums over the chosen rows' own edges up to this share of the
+#: destination nodes, and takes the whole relation's rows above it (Baby, forward + backward:
+#: 1,882 of 19,445 users 2.3 ms against 5.6 ms; 3,099 of 7,050 items 4.2 against 5.4 ms alone,
+#: but slower inside a step, where the per-row sums' backward pass scatters into every item).
+AT_ROWS_AT_MOST = 0.25
+
 
 def _no_dgl() -> ConfigError:
     return ConfigError(f"backend: 'dgl' needs DGL, which cannot be imported here ({dgl_missing_reason()}); "
@@ -170,6 +176,15 @@ class HeteroPropagation(nn.Module):
         return nn.functional.embedding_bag(sources[edges], h_src, offsets, mode="sum",
                                            per_sample_weights=weights[edges].to(h_src.dtype))
 
+    def messages_into(self, rel: tuple[str, str, str], h_src: torch.Tensor, dst_rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`relation`'s messages at ``dst_rows`` (row i for ``dst_rows[i]``), by
+        :meth:`relation_at` when they are a small share of the destination nodes, else as the
+        whole relation's rows: its per-row sums have a slower backward pass, which wins only
+        when it reads few of the edges (``AT_ROWS_AT_MOST``)."""
+        if len(dst_rows) <= AT_ROWS_AT_MOST * self._edges[rel][3]:
+            return self.relation_at(rel, h_src, dst_rows)
+        return self.relation(rel, h_src)[dst_rows]
+
     def _destination_csr(self, rel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``rel``'s edges sorted by destination: row pointers, sources, normalised weights."""
         csr = self._by_destination.get(rel)
@@ -206,20 +221,36 @@ class LightGCNEncoder(nn.Module):
         self.n_layers = n_layers
         self.step = HeteroPropagation(graph, [INTERACTED_BY, INTERACTS])
 
-    def forward(self, h_user: torch.Tensor, h_item: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h_user: torch.Tensor, h_item: torch.Tensor, user_rows: torch.Tensor | None = None,
+                item_rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-mean user and item embeddings; with ``user_rows`` / ``item_rows``, those rows only
+        (row i for ``user_rows[i]``): the last layer is then propagated into them alone, from
+        their own edges, which is all a training step's batch needs."""
         h = {USER: h_user, ITEM: h_item}
+        at_rows = user_rows is not None or item_rows is not None
         total_user, total_item = h_user, h_item
-        for _ in range(self.n_layers):
+        for _ in range(self.n_layers - 1 if at_rows and self.n_layers else self.n_layers):
             h = self.step(h)
             # a running sum: no [L+1, N, d] stack to allocate and reduce
             total_user, total_item = total_user + h[USER], total_item + h[ITEM]
+        if at_rows:
+            total_user = total_user if user_rows is None else total_user[user_rows]
+            total_item = total_item if item_rows is None else total_item[item_rows]
+            if self.n_layers:
+                total_user = total_user + self._last_layer(INTERACTED_BY, h[ITEM], user_rows)
+                total_item = total_item + self._last_layer(INTERACTS, h[USER], item_rows)
         return total_user / (self.n_layers + 1), total_item / (self.n_layers + 1)
+
+    def _last_layer(self, relation, h_src: torch.Tensor, dst_rows: torch.Tensor | None) -> torch.Tensor:
+        if dst_rows is None:
+            return self.step.relation(relation, h_src)
+        return self.step.messages_into(relation, h_src, dst_rows)
 
     def items_to_users(self, h_item: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
         """R_hat h: each user's normalised sum of its training items (MGCN's user modality view);
         with ``users``, the rows of those users only."""
         if users is not None:
-            return self.step.relation_at(INTERACTED_BY, h_item, users)
+            return self.step.messages_into(INTERACTED_BY, h_item, users)
         return self.step.relation(INTERACTED_BY, h_item)
 
 
