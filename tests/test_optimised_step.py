@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from dgl_synergraph import build_config
+from dgl_synergraph.nn import propagation
 from dgl_synergraph.training import fused_adam
 from dgl_synergraph.training.fused_adam import FusedAdam
 from dgl_synergraph.training.sampler import BPRBatches
@@ -73,10 +74,12 @@ def test_bf16_projection_and_infonce_stay_close_to_fp32(tiny, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("model_name", ["mgcn", "synergraph"])
-def test_views_of_the_batch_rows_give_the_loss_of_every_row(tiny, tmp_path, monkeypatch, model_name):
+@pytest.mark.parametrize("share", [0.0, 1.0])  # whole-relation rows / per-row sums for the users' views
+def test_views_of_the_batch_rows_give_the_loss_of_every_row(tiny, tmp_path, monkeypatch, model_name, share):
     """The training step computes the fused views, the user modality views and the losses at the
     batch's distinct users and items only; the plain code computes every node's views and indexes
     the batch's rows in them: the same loss terms and gradients."""
+    monkeypatch.setattr(propagation, "AT_ROWS_AT_MOST", share)
     model = _mgcn(tiny, tmp_path, monkeypatch, **({"model": model_name, "circle_on": "both", "cl_weight": 0.01}
                                                    if model_name == "synergraph" else {}))
     users, positives, negatives = _batches(tiny)[0]

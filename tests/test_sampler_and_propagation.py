@@ -4,6 +4,7 @@ import torch
 
 from dgl_synergraph.graphs import build_heterograph
 from dgl_synergraph.models.lightgcn import LightGCN
+from dgl_synergraph.nn import propagation
 from dgl_synergraph.nn.propagation import LightGCNEncoder
 from dgl_synergraph.training.sampler import NegativeSampler
 
@@ -65,7 +66,9 @@ def test_lightgcn_gradients_reach_embeddings(tiny):
     assert model.item_embedding.grad.abs().sum() > 0
 
 
-def test_items_to_users_at_chosen_users_equals_the_dense_reference_rows():
+@pytest.mark.parametrize("share", [0.0, 1.0])  # whole-relation rows / per-row sums
+def test_items_to_users_at_chosen_users_equals_the_dense_reference_rows(monkeypatch, share):
+    monkeypatch.setattr(propagation, "AT_ROWS_AT_MOST", share)
     pairs = np.array([[0, 0], [0, 2], [1, 1], [2, 2], [2, 3], [3, 0], [3, 3], [3, 1]])
     n_users, n_items = 5, 4  # user 4 is isolated: its row is zero
     encoder = LightGCNEncoder(build_heterograph(n_users, n_items, pairs), 1)
@@ -82,9 +85,11 @@ def test_items_to_users_at_chosen_users_equals_the_dense_reference_rows():
 
 @pytest.mark.parametrize("layers", [0, 1, 2, 3])
 @pytest.mark.parametrize("restrict", ["both", "users"])
-def test_lightgcn_encoder_at_chosen_rows_equals_the_whole_graphs_rows(tiny, layers, restrict):
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_lightgcn_encoder_at_chosen_rows_equals_the_whole_graphs_rows(tiny, layers, restrict, share, monkeypatch):
     """A training step asks the encoder for the batch's rows only (the last layer then propagates
     into them alone): the same embeddings and gradients as every row, indexed afterwards."""
+    monkeypatch.setattr(propagation, "AT_ROWS_AT_MOST", share)
     encoder = LightGCNEncoder(build_heterograph(tiny.n_users, tiny.n_items, tiny.train), layers)
     generator = torch.Generator().manual_seed(0)
     h_user = torch.randn(tiny.n_users, 8, generator=generator, requires_grad=True)
