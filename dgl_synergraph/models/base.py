@@ -87,6 +87,16 @@ def set_precision(model: Recommender, precision: str) -> None:
             module.use_bfloat16(bf16)
 
 
+def batch_rows(users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A BPR batch as its distinct users and items and each entry's position among them:
+    ``user_rows, item_rows, users_at, pos_at, neg_at``, so that ``user_rows[users_at] == users``
+    (likewise for the items). A training step computes its views at these rows only."""
+    user_rows, users_at = torch.unique(users, return_inverse=True)
+    item_rows, items_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+    return user_rows, item_rows, users_at, items_at[: len(pos_items)], items_at[len(pos_items):]
+
+
 def from_neighbours(rows: torch.Tensor, neighbours: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """One propagation step into new items: the weighted sum of their neighbours' ``rows``."""
     index, weight = neighbours

@@ -11,8 +11,8 @@ from dgl_synergraph.errors import require
 from dgl_synergraph.graphs.hetero import Heterograph, INTERACTS, ITEM, USER, build_heterograph, degree_norm
 from dgl_synergraph.graphs.recipes import MIXED_RELATION, mixing_weights
 from dgl_synergraph.losses import bpr_loss
-from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative,
-                                        xavier_table)
+from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
+                                        non_negative, xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend
 
@@ -106,12 +106,10 @@ class FREEDOM(Recommender):
         # Only the batch's distinct users and items are scored: the encoders' last layers and the
         # projections reach just those rows (row-wise or per-row sums: the same values, and the
         # same zero gradient for every other row).
-        user_rows, user_at = torch.unique(users, return_inverse=True)
-        rows, inverse = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
-        pos_rows, neg_rows = inverse[: len(pos_items)], inverse[len(pos_items):]
+        user_rows, rows, users_at, pos_rows, neg_rows = batch_rows(users, pos_items, neg_items)
         user_emb, item_emb = self.train_encoder(self.user_embedding, self.item_embedding, user_rows, rows)
         item_emb = item_emb + self.mm_encoder(self.item_embedding)[rows]
-        u = user_emb[user_at]
+        u = user_emb[users_at]
         terms = {"bpr": bpr_loss((u * item_emb[pos_rows]).sum(-1), (u * item_emb[neg_rows]).sum(-1))}
         if self.modality_bpr_weight > 0:
             modal = 0.0

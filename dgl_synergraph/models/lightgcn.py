@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import torch
-
 from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
-from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
+from dgl_synergraph.models.base import Recommender, batch_rows, non_negative, xavier_table
 from dgl_synergraph.nn.propagation import LightGCNEncoder
 
 
@@ -32,10 +30,9 @@ class LightGCN(Recommender):
 
     def loss(self, users, pos_items, neg_items):
         # only the batch's distinct users and items: the encoder's last layer reaches just them
-        user_rows, user_at = torch.unique(users, return_inverse=True)
-        item_rows, item_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
+        user_rows, item_rows, users_at, pos_at, neg_at = batch_rows(users, pos_items, neg_items)
         user_emb, item_emb = self.encoder(self.user_embedding, self.item_embedding, user_rows, item_rows)
-        u, p, n = user_emb[user_at], item_emb[item_at[: len(pos_items)]], item_emb[item_at[len(pos_items):]]
+        u, p, n = user_emb[users_at], item_emb[pos_at], item_emb[neg_at]
         # Regularise the layer-0 (ego) embeddings, as in the LightGCN paper.
         reg = l2_penalty(self.user_embedding[users], self.item_embedding[pos_items], self.item_embedding[neg_items])
         return {"bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)), "reg": self.reg_weight * reg}

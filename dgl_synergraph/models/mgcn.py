@@ -15,8 +15,8 @@ from torch import nn
 from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.graphs.recipes import knn_relation
 from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
-from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours, imputed_behaviour, non_negative, positive,
-                                        xavier_table)
+from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
+                                        non_negative, positive, xavier_table)
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics, gate_penalty
 from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
 
@@ -153,10 +153,8 @@ class MGCN(Recommender):
         return behaviour + self.fuser(modal, behaviour)
 
     def loss(self, users, pos_items, neg_items):
-        user_rows, users_at = torch.unique(users, return_inverse=True)
-        item_rows, items_at = torch.unique(torch.cat([pos_items, neg_items]), return_inverse=True)
-        views = self.views(user_rows, item_rows)
-        return self.loss_terms(views, users_at, items_at[: len(pos_items)], items_at[len(pos_items):])
+        user_rows, item_rows, users_at, pos_at, neg_at = batch_rows(users, pos_items, neg_items)
+        return self.loss_terms(self.views(user_rows, item_rows), users_at, pos_at, neg_at)
 
     def loss_terms(self, views: MultimodalViews, users, pos_items, neg_items) -> dict[str, torch.Tensor]:
         """The loss terms of a batch from ``views``, whose rows ``users``, ``pos_items`` and

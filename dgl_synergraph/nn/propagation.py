@@ -146,9 +146,14 @@ class HeteroPropagation(nn.Module):
             for rel, (src, dst, n_src, n_dst) in self._edges.items():
                 norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
                 src, dst = src.to(norm_src.device), dst.to(norm_src.device)
-                weight = norm_src[src].flatten() * norm_dst[dst].flatten()
-                self._torch_interactions[rel] = WeightedAdjacency(src, dst, weight, n_src, n_dst)
+                self._torch_interactions[rel] = WeightedAdjacency(src, dst, self._edge_weights(rel, src, dst),
+                                                                  n_src, n_dst)
         self.backend = backend
+
+    def _edge_weights(self, rel, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """D_src^-1/2 D_dst^-1/2 of each edge of an interaction relation (on ``src``'s device)."""
+        norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
+        return norm_src.to(src.device)[src].flatten() * norm_dst.to(src.device)[dst].flatten()
 
     def num_edges(self, rel: tuple[str, str, str]) -> int:
         """Edges of one relation as propagated (duplicates of a weighted relation count once)."""
@@ -190,14 +195,12 @@ class HeteroPropagation(nn.Module):
         csr = self._by_destination.get(rel)
         if csr is None or csr[0].device != device:
             src, dst, _, n_dst = self._edges[rel]
-            norm_src, norm_dst = getattr(self, f"norm_{rel[0]}"), getattr(self, f"norm_{rel[2]}")
             src, dst = src.to(device), dst.to(device)
             order = torch.argsort(dst, stable=True)
             src, dst = src[order], dst[order]
             indptr = torch.zeros(n_dst + 1, dtype=torch.long, device=device)
             indptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n_dst), 0)
-            weights = (norm_src.to(device)[src] * norm_dst.to(device)[dst]).flatten()
-            csr = self._by_destination[rel] = (indptr, src, weights)
+            csr = self._by_destination[rel] = (indptr, src, self._edge_weights(rel, src, dst))
         return csr
 
     def forward(self, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
