@@ -55,8 +55,8 @@ def _open_run(run_dir, device, data_dir, force=False):
                    "AMX / AVX-512 bf16 CPUs and recent GPUs), or auto (bf16 where the device multiplies it "
                    "natively); default: the model's ('synergraph models'), else fp32.")
 @click.option("--backend", type=click.Choice(["auto", "dgl", "torch"]),
-              help="Graph propagation: DGL, or torch CSR products (any device torch runs on); auto (default): "
-                   "DGL where its build supports the device.")
+              help="Graph propagation: DGL's kernels (CPU), or torch CSR products (any device torch runs on); "
+                   "auto (default): torch, the faster one.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML file of settings.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a setting or model hyperparameter; repeatable.")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue an interrupted run directory with its saved config.")

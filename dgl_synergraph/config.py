@@ -44,8 +44,8 @@ class RunConfig(BaseModel):
     # bfloat16 (faster on AMX / AVX-512 bf16 CPUs and recent GPUs; changes numerics); "auto": bf16
     # where the device multiplies it natively, else fp32 (a model may default to it, README)
     precision: Literal["auto", "fp32", "bf16"] = "fp32"
-    # propagation backend: "dgl", "torch" (CSR products, any device torch supports), or "auto":
-    # DGL where its build can use the device, else torch
+    # propagation backend: "dgl" (DGL's copy_u_sum for the interaction relations, CPU), "torch"
+    # (CSR products, any device torch supports), or "auto": torch (the faster one, nn/propagation.py)
     backend: Literal["auto", "dgl", "torch"] = "auto"
     checkpoint_every: int = Field(5, gt=0)
 

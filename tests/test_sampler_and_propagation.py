@@ -107,3 +107,22 @@ def test_lightgcn_encoder_at_chosen_rows_equals_the_whole_graphs_rows(tiny, laye
         results.append((got_user.detach(), got_item.detach(), *torch.autograd.grad(loss, (h_user, h_item))))
     for fast, plain in zip(*results):
         torch.testing.assert_close(fast, plain)
+
+
+def test_weighted_adjacency_product_and_gradient_equal_the_dense_matrix():
+    """The CSR product (32-bit indices, written by addmm into a fresh buffer) against the dense
+    matrix it stands for, duplicate edges summed."""
+    gen = torch.Generator().manual_seed(3)
+    src = torch.randint(0, 40, (300,), generator=gen)
+    dst = torch.randint(0, 25, (300,), generator=gen)
+    weight = torch.rand(300, generator=gen)
+    dense = torch.zeros(25, 40).index_put_((dst, src), weight, accumulate=True)
+    adjacency = propagation.WeightedAdjacency(src, dst, weight, 40, 25)
+    assert adjacency.matrix.crow_indices().dtype == torch.int32
+    assert adjacency.num_edges == int((dense != 0).sum())
+    h = torch.randn(40, 6, generator=gen, requires_grad=True)
+    out = adjacency(h)
+    grad = torch.randn(25, 6, generator=gen)
+    out.backward(grad)
+    torch.testing.assert_close(out, dense @ h.detach())
+    torch.testing.assert_close(h.grad, dense.t() @ grad)

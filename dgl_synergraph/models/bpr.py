@@ -5,6 +5,7 @@ from __future__ import annotations
 from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
+from dgl_synergraph.nn.propagation import take_rows
 
 
 class BPRMF(Recommender):
@@ -26,9 +27,9 @@ class BPRMF(Recommender):
         return self.user_embedding, self.item_embedding
 
     def loss(self, users, pos_items, neg_items):
-        u = self.user_embedding[users]
-        p = self.item_embedding[pos_items]
-        n = self.item_embedding[neg_items]
+        u = take_rows(self.user_embedding, users)
+        p = take_rows(self.item_embedding, pos_items)
+        n = take_rows(self.item_embedding, neg_items)
         return {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
             "reg": self.reg_weight * l2_penalty(u, p, n),

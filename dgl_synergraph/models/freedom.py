@@ -14,7 +14,7 @@ from dgl_synergraph.losses import bpr_loss
 from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
                                         non_negative, xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend, take_rows
 
 
 class FREEDOM(Recommender):
@@ -108,7 +108,7 @@ class FREEDOM(Recommender):
         # same zero gradient for every other row).
         user_rows, rows, users_at, pos_rows, neg_rows = batch_rows(users, pos_items, neg_items)
         user_emb, item_emb = self.train_encoder(self.user_embedding, self.item_embedding, user_rows, rows)
-        item_emb = item_emb + self.mm_encoder(self.item_embedding)[rows]
+        item_emb = item_emb + take_rows(self.mm_encoder(self.item_embedding), rows)
         u = user_emb[users_at]
         terms = {"bpr": bpr_loss((u * item_emb[pos_rows]).sum(-1), (u * item_emb[neg_rows]).sum(-1))}
         if self.modality_bpr_weight > 0:

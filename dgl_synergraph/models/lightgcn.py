@@ -5,7 +5,7 @@ from __future__ import annotations
 from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, batch_rows, non_negative, xavier_table
-from dgl_synergraph.nn.propagation import LightGCNEncoder
+from dgl_synergraph.nn.propagation import LightGCNEncoder, take_rows
 
 
 class LightGCN(Recommender):
@@ -34,5 +34,6 @@ class LightGCN(Recommender):
         user_emb, item_emb = self.encoder(self.user_embedding, self.item_embedding, user_rows, item_rows)
         u, p, n = user_emb[users_at], item_emb[pos_at], item_emb[neg_at]
         # Regularise the layer-0 (ego) embeddings, as in the LightGCN paper.
-        reg = l2_penalty(self.user_embedding[users], self.item_embedding[pos_items], self.item_embedding[neg_items])
+        reg = l2_penalty(take_rows(self.user_embedding, users), take_rows(self.item_embedding, pos_items),
+                         take_rows(self.item_embedding, neg_items))
         return {"bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)), "reg": self.reg_weight * reg}

@@ -18,7 +18,7 @@ from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
                                         non_negative, positive, xavier_table)
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics, gate_penalty
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, take_rows
 
 
 @dataclass
@@ -124,8 +124,8 @@ class MGCN(Recommender):
             modal_item[m] = self.ii_encoders[m](purified[m])
             modal_user[m] = self.ui_encoder.items_to_users(modal_item[m], user_rows)
         if item_rows is not None:
-            modal_item = {m: view[item_rows] for m, view in modal_item.items()}
-            purified = {m: view[item_rows] for m, view in purified.items()}
+            modal_item = {m: take_rows(view, item_rows) for m, view in modal_item.items()}
+            purified = {m: take_rows(view, item_rows) for m, view in purified.items()}
         # One fuser call over users and items together: it is row-wise with shared weights, and a
         # step's few thousand rows cost it per operation rather than per row.
         side = self.fuser({m: torch.cat([modal_user[m], modal_item[m]]) for m in self.modalities},

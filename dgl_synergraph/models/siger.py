@@ -28,7 +28,7 @@ from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours
                                         xavier_table)
 from dgl_synergraph.nn.multimodal import (ModalityProjection, Purifier, gate_diagnostics, gate_penalty,
                                           modulus_perturbation)
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, take_rows
 
 
 class SIGER(Recommender):
@@ -207,8 +207,9 @@ class SIGER(Recommender):
         u, p, n = e_user[user_at], e_item[pos_items], e_item[neg_items]
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
-            "reg": self.reg_weight * l2_penalty(self.user_embedding[users], self.item_embedding[pos_items],
-                                                self.item_embedding[neg_items]),
+            "reg": self.reg_weight * l2_penalty(take_rows(self.user_embedding, users),
+                                                take_rows(self.item_embedding, pos_items),
+                                                take_rows(self.item_embedding, neg_items)),
         }
         if self.cl_weight > 0:
             view1 = self._fuse(self.semantic(projected, perturb=True, shared=shared)[0])

@@ -28,9 +28,24 @@ from dgl_synergraph.graphs.hetero import (INTERACTED_BY, INTERACTS, ITEM, USER, 
                                           import_dgl)
 
 
+def take_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 2-D table, as an embedding lookup: its backward pass adds the
+    gradient rows into a zero table (~0.4 ms for 2,048 of 19,445 rows x 64), where advanced
+    indexing's ``index_put_`` with accumulation takes ~0.85 ms (2 cores)."""
+    return nn.functional.embedding(index, table)
+
+
 def normalized_sum(relation, h_src: torch.Tensor, norm_src: torch.Tensor, norm_dst: torch.Tensor) -> torch.Tensor:
     """D_dst^-1/2 A D_src^-1/2 h over one DGL relation graph (one edge type)."""
     return import_dgl().ops.copy_u_sum(relation, h_src * norm_src) * norm_dst
+
+
+def _csr_product(matrix: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``matrix @ h`` for a CSR ``matrix``. ``@`` zero-fills a buffer, adds the product into it and
+    copies it out; ``addmm`` with ``beta=0`` writes the product once (Baby, 7,050 x 19,445 with 120k
+    edges, d = 64, 2 cores: 0.52 ms against 0.74 ms)."""
+    out = h.new_empty(matrix.shape[0], h.shape[1])
+    return torch.addmm(out, matrix, h, beta=0, out=out)
 
 
 class _SparseProduct(torch.autograd.Function):
@@ -39,11 +54,20 @@ class _SparseProduct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, matrix: torch.Tensor, transposed: torch.Tensor) -> torch.Tensor:
         ctx.transposed = transposed
-        return matrix @ h
+        return _csr_product(matrix, h)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return ctx.transposed @ grad.contiguous(), None, None
+        return _csr_product(ctx.transposed, grad.contiguous()), None, None
+
+
+def _compact_csr(coo: torch.Tensor) -> torch.Tensor:
+    """A coalesced COO matrix as CSR, with 32-bit indices where they fit: the CPU sparse product
+    converts 64-bit indices to 32 bits on every call otherwise."""
+    csr = coo.to_sparse_csr()
+    if max(csr.shape) < 2**31 and csr.values().numel() < 2**31:
+        csr = torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
+    return csr
 
 
 class WeightedAdjacency:
@@ -57,8 +81,8 @@ class WeightedAdjacency:
         coo = coo.coalesce()  # duplicate edges add up, as in a message-passing sum
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only CSR @ dense
             warnings.simplefilter("ignore", UserWarning)
-            self.matrix = coo.to_sparse_csr()
-            self.transposed = coo.t().coalesce().to_sparse_csr()
+            self.matrix = _compact_csr(coo)
+            self.transposed = _compact_csr(coo.t().coalesce())
 
     @property
     def num_edges(self) -> int:
@@ -94,12 +118,12 @@ def _no_dgl() -> ConfigError:
 class HeteroPropagation(nn.Module):
     """One parameter-free propagation step over chosen relations of the heterograph.
 
-    Backend ``"dgl"`` (the default on a DGL heterograph) runs the interaction relations as
-    DGL's ``copy_u_sum``; ``"torch"`` (:meth:`use_backend`, and the only one on an
-    ``EdgeListHeterograph``) runs them as torch CSR products with the symmetric normalisation
-    folded into the edge weights, for devices DGL's build cannot use (a CUDA torch with the CPU
-    DGL wheel) or where DGL is not installed. Weighted item relations are torch CSR products
-    either way.
+    Backend ``"torch"`` (the default, and the only one on an ``EdgeListHeterograph``) runs the
+    interaction relations as torch CSR products with the symmetric normalisation folded into
+    the edge weights: faster than DGL's kernels on the CPU (:func:`resolve_backend`), and on
+    devices DGL's build cannot use (a CUDA torch with the CPU DGL wheel). ``"dgl"``
+    (:meth:`use_backend`, on a DGL heterograph) runs them as DGL's ``copy_u_sum``. Weighted item
+    relations are torch CSR products either way.
     """
 
     def __init__(self, graph: Heterograph, relations: list[tuple[str, str, str]]):
@@ -121,8 +145,7 @@ class HeteroPropagation(nn.Module):
         self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
         self._by_destination: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.backend = "dgl"
-        if not on_dgl:
-            self.use_backend("torch")
+        self.use_backend("torch")  # resolve_backend("auto")
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves buffers; keep the DGL relation graphs on the same device.
@@ -188,7 +211,7 @@ class HeteroPropagation(nn.Module):
         when it reads few of the edges (``AT_ROWS_AT_MOST``)."""
         if len(dst_rows) <= AT_ROWS_AT_MOST * self._edges[rel][3]:
             return self.relation_at(rel, h_src, dst_rows)
-        return self.relation(rel, h_src)[dst_rows]
+        return take_rows(self.relation(rel, h_src), dst_rows)
 
     def _destination_csr(self, rel, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``rel``'s edges sorted by destination: row pointers, sources, normalised weights."""
@@ -237,8 +260,8 @@ class LightGCNEncoder(nn.Module):
             # a running sum: no [L+1, N, d] stack to allocate and reduce
             total_user, total_item = total_user + h[USER], total_item + h[ITEM]
         if at_rows:
-            total_user = total_user if user_rows is None else total_user[user_rows]
-            total_item = total_item if item_rows is None else total_item[item_rows]
+            total_user = total_user if user_rows is None else take_rows(total_user, user_rows)
+            total_item = total_item if item_rows is None else take_rows(total_item, item_rows)
             if self.n_layers:
                 total_user = total_user + self._last_layer(INTERACTED_BY, h[ITEM], user_rows)
                 total_item = total_item + self._last_layer(INTERACTS, h[USER], item_rows)
@@ -289,20 +312,12 @@ def backend_of(model: nn.Module) -> str:
     return next((m.backend for m in model.modules() if isinstance(m, HeteroPropagation)), "dgl")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """``"auto"``: DGL where it is installed and its build can run on ``device``, else the torch
-    backend. Asking for ``"dgl"`` where DGL cannot be imported is a ConfigError."""
-    dgl = import_dgl()
-    if backend == "dgl" and dgl is None:
+def resolve_backend(backend: str) -> str:
+    """``"auto"``: the torch backend, on every device: with the normalisation folded into the edge
+    weights it is faster than DGL 2.1's ``copy_u_sum`` with node-side scaling on the CPU too
+    (LightGCN, 2 layers, one step: Baby 17 ms against 23 ms, Elec-size 186 ms against 227 ms,
+    session 16), and it runs where DGL's build cannot. ``"dgl"`` where DGL cannot be imported is
+    a ConfigError."""
+    if backend == "dgl" and import_dgl() is None:
         raise _no_dgl()
-    if backend != "auto":
-        return backend
-    if dgl is None:
-        return "torch"
-    if device.type == "cpu":
-        return "dgl"
-    try:
-        dgl.graph((torch.tensor([0]), torch.tensor([0]))).to(device)
-    except Exception:  # noqa: BLE001 - DGL raises assorted errors for a device its build lacks
-        return "torch"
-    return "dgl"
+    return "torch" if backend == "auto" else backend

@@ -168,7 +168,7 @@ def model_for(config: RunConfig, dataset: Dataset, device: torch.device) -> Reco
     with knn_search("auto" if precision == "bf16" else "fp32"):  # bf16 may also pick kNN candidates
         model = build_model(config.model, dataset, config.model_params, device)
     set_precision(model, precision)
-    set_backend(model, resolve_backend(config.backend, device))
+    set_backend(model, resolve_backend(config.backend))
     return model
 
 
