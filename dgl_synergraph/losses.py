@@ -106,10 +106,11 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     counts = None
     if rows is not None:
         distinct, counts = torch.unique(rows, return_counts=True)
+        # embedding lookups, not anchor[rows]: their backward adds rows without a sort
         if len(distinct) <= DISTINCT_ROWS_AT_MOST * len(rows):
-            anchor, positive = anchor[distinct], positive[distinct]
+            anchor, positive = F.embedding(distinct, anchor), F.embedding(distinct, positive)
         else:
-            anchor, positive, counts = anchor[rows], positive[rows], None
+            anchor, positive, counts = F.embedding(rows, anchor), F.embedding(rows, positive), None
     # Scale the [B, d] side, not the [B, B] logits: same value, a fraction of the work.
     a = F.normalize(anchor, dim=1) / temperature
     p = F.normalize(positive, dim=1)

@@ -204,7 +204,7 @@ class SIGER(Recommender):
         # per-modality views, in one sparse product instead of one per modality
         fused_user = self.ui_encoder.items_to_users(fused_item, user_rows)
         e_user, e_item = b_user + fused_user, b_item + fused_item
-        u, p, n = e_user[user_at], e_item[pos_items], e_item[neg_items]
+        u, p, n = e_user[user_at], take_rows(e_item, pos_items), take_rows(e_item, neg_items)
         terms = {
             "bpr": bpr_loss((u * p).sum(-1), (u * n).sum(-1)),
             "reg": self.reg_weight * l2_penalty(take_rows(self.user_embedding, users),
