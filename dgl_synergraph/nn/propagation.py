@@ -144,8 +144,7 @@ class HeteroPropagation(nn.Module):
         self._graphs = {rel: dgl.edge_type_subgraph(graph, [rel]) for rel in self._edges} if on_dgl else {}
         self._torch_interactions: dict[tuple[str, str, str], WeightedAdjacency] = {}
         self._by_destination: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
-        self.backend = "dgl"
-        self.use_backend("torch")  # resolve_backend("auto")
+        self.use_backend("torch")  # what resolve_backend("auto") picks
 
     def _apply(self, fn, *args, **kwargs):
         # .to(device) moves buffers; keep the DGL relation graphs on the same device.
