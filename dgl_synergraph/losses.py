@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
+from dgl_synergraph.utils import take_rows
+
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
     """-mean log sigmoid(s+ - s-), written with softplus for numerical stability."""
@@ -106,11 +108,10 @@ def info_nce(anchor: torch.Tensor, positive: torch.Tensor, temperature: float,
     counts = None
     if rows is not None:
         distinct, counts = torch.unique(rows, return_counts=True)
-        # embedding lookups, not anchor[rows]: their backward adds rows without a sort
         if len(distinct) <= DISTINCT_ROWS_AT_MOST * len(rows):
-            anchor, positive = F.embedding(distinct, anchor), F.embedding(distinct, positive)
+            anchor, positive = take_rows(anchor, distinct), take_rows(positive, distinct)
         else:
-            anchor, positive, counts = F.embedding(rows, anchor), F.embedding(rows, positive), None
+            anchor, positive, counts = take_rows(anchor, rows), take_rows(positive, rows), None
     # Scale the [B, d] side, not the [B, B] logits: same value, a fraction of the work.
     a = F.normalize(anchor, dim=1) / temperature
     p = F.normalize(positive, dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dgl_synergraph.graphs.hetero import Heterograph, ITEM, USER
 from dgl_synergraph.losses import bpr_loss, l2_penalty
 from dgl_synergraph.models.base import Recommender, non_negative, xavier_table
-from dgl_synergraph.nn.propagation import take_rows
+from dgl_synergraph.utils import take_rows
 
 
 class BPRMF(Recommender):

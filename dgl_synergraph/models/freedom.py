@@ -14,7 +14,8 @@ from dgl_synergraph.losses import bpr_loss
 from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
                                         non_negative, xavier_table)
 from dgl_synergraph.nn.multimodal import ModalityProjection
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend, take_rows
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, backend_of, set_backend
+from dgl_synergraph.utils import take_rows
 
 
 class FREEDOM(Recommender):

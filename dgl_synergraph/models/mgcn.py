@@ -18,7 +18,8 @@ from dgl_synergraph.losses import bpr_loss, info_nce, l2_penalty
 from dgl_synergraph.models.base import (Neighbours, Recommender, batch_rows, from_neighbours, imputed_behaviour,
                                         non_negative, positive, xavier_table)
 from dgl_synergraph.nn.multimodal import BehaviorAwareFuser, ModalityProjection, Purifier, gate_diagnostics, gate_penalty
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, take_rows
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+from dgl_synergraph.utils import take_rows
 
 
 @dataclass

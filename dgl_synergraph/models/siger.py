@@ -28,7 +28,8 @@ from dgl_synergraph.models.base import (Neighbours, Recommender, from_neighbours
                                         xavier_table)
 from dgl_synergraph.nn.multimodal import (ModalityProjection, Purifier, gate_diagnostics, gate_penalty,
                                           modulus_perturbation)
-from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder, take_rows
+from dgl_synergraph.nn.propagation import ItemGraphEncoder, LightGCNEncoder
+from dgl_synergraph.utils import take_rows
 
 
 class SIGER(Recommender):
