@@ -125,6 +125,19 @@ def test_report_rows_list_best_epochs_in_seed_order():
     (row,) = group_rows([record(1000, 88, 0.2), record(1001, 90, 0.3), record(999, 63, 0.1)])
     assert row["seeds"] == [999, 1000, 1001]
     assert row["best_epochs"] == [63, 88, 90]
+    assert row["valid_recall@20"] == pytest.approx((0.2, 0.1))  # mean and sample std of 0.1, 0.2, 0.3
+
+
+def test_report_orders_configurations_by_validation_not_test():
+    def record(layers, seed, valid, test):
+        config = {"dataset": "baby", "model": "lightgcn", "model_params": {"n_layers": layers}, "seed": seed}
+        return RunRecord(Path(f"runs/l{layers}/seed{seed}"), config,
+                         {"best_epoch": 1, "test": {"recall@20": test}, "valid": {"recall@20": valid}}, [])
+    # n_layers=1 wins on test, n_layers=2 on validation: the report must list (and name) n_layers=2 first
+    rows = group_rows([record(1, 999, 0.10, 0.50), record(1, 1000, 0.12, 0.50),
+                       record(2, 999, 0.20, 0.05), record(2, 1000, 0.20, 0.05)])
+    assert [r["params"] for r in rows] == ["n_layers=2", "n_layers=1"]
+    assert rows[1]["valid_recall@20"] == pytest.approx((0.11, 0.0141421356))
 
 
 def test_grid_parsing():

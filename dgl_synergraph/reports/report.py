@@ -91,10 +91,11 @@ def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
         for metric in HEADLINE:
             values = [r.metrics["test"][metric] for r in members if metric in r.metrics["test"]]
             row[metric] = (mean(values), stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
-            valid = [r.metrics["valid"].get(metric) for r in members if metric in r.metrics["valid"]]
-            row[f"valid_{metric}"] = mean(valid) if valid else math.nan
+            valid = [r.metrics["valid"][metric] for r in members if metric in r.metrics["valid"]]
+            row[f"valid_{metric}"] = (mean(valid), stdev(valid) if len(valid) > 1 else 0.0) if valid else (math.nan, 0.0)
         rows.append(row)
-    rows.sort(key=lambda r: (r["dataset"], -r["recall@20"][0]))
+    # validation order: the first row of a dataset is the one a reader may select, without looking at test
+    rows.sort(key=lambda r: (r["dataset"], -r["valid_recall@20"][0]))
     return rows
 
 
@@ -293,7 +294,7 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
     table = text_table(
         ["dataset", "model", "hyperparameters", "seeds", "best epoch", "valid R@20", *[f"test {m}" for m in HEADLINE]],
         [[r["dataset"], r["model"], r["params"], ",".join(map(str, r["seeds"])),
-          ",".join(map(str, r["best_epochs"])), r["valid_recall@20"],
+          ",".join(map(str, r["best_epochs"])), _pm(r["valid_recall@20"], len(r["seeds"])),
           *[_pm(r[m], len(r["seeds"])) for m in HEADLINE]] for r in rows],
         markdown=True)
     winner = {}
@@ -301,10 +302,10 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
         winner.setdefault(r["dataset"], r)
     lines = [f"# {title}", "",
              f"{len(records)} runs in {len(rows)} configurations. Test metrics at each run's best validation "
-             "epoch; mean ± std over seeds where a configuration has several. Sorted by test Recall@20.", ""]
+             "epoch; mean ± std over seeds where a configuration has several. Sorted by validation Recall@20.", ""]
     for dataset, r in winner.items():
-        lines.append(f"- **{dataset}**: best is {r['model']} ({r['params']}) with test Recall@20 "
-                     f"{_pm(r['recall@20'], len(r['seeds']))} (compare the validation column before choosing).")
+        lines.append(f"- **{dataset}**: best on validation is {r['model']} ({r['params']}): valid Recall@20 "
+                     f"{_pm(r['valid_recall@20'], len(r['seeds']))}, test {_pm(r['recall@20'], len(r['seeds']))}.")
     lines += ["", table, ""]
     if sensitivity is not None:
         plot_path = out.with_name(f"{out.stem}_{vary}.png")
