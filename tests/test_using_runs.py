@@ -14,7 +14,7 @@ from dgl_synergraph import load_run
 from dgl_synergraph import build_config
 from dgl_synergraph.errors import DataError
 from dgl_synergraph.evaluation import split_evaluator
-from dgl_synergraph.reports.report import RunRecord, find_runs, group_rows, sensitivity_points
+from dgl_synergraph.reports.report import RunRecord, find_runs, gap_lines, group_rows, sensitivity_points
 from dgl_synergraph.training import train
 from dgl_synergraph.training.sweep import parse_grid, run_sweep, select_best
 
@@ -138,6 +138,9 @@ def test_report_orders_configurations_by_validation_not_test():
                        record(2, 999, 0.20, 0.05), record(2, 1000, 0.20, 0.05)])
     assert [r["params"] for r in rows] == ["n_layers=2", "n_layers=1"]
     assert rows[1]["valid_recall@20"] == pytest.approx((0.11, 0.0141421356))
+    # gap of n_layers=1 to the first row: valid 0.11 - 0.20, pooled std sqrt((0.01414^2 + 0) / 2) = 0.01
+    (gap,) = gap_lines(rows)
+    assert "valid -0.0900 (-9.0 std)" in gap and "test +0.4500" in gap and gap.endswith("test +0.4500")
 
 
 def test_grid_parsing():

@@ -103,6 +103,24 @@ def _pm(value: tuple[float, float], n: int) -> str:
     return f"{value[0]:.4f} ± {value[1]:.4f}" if n > 1 else f"{value[0]:.4f}"
 
 
+def gap_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Each configuration's Recall@20 gap to its dataset's first row (the best on validation), on
+    validation and on test, also in standard deviations: the gap over the pooled seed std of the
+    two rows, sqrt((s_a^2 + s_b^2) / 2). Only rows with several seeds on both sides."""
+    lines, first = [], {}
+    for r in rows:
+        best = first.setdefault(r["dataset"], r)
+        if r is best or len(r["seeds"]) < 2 or len(best["seeds"]) < 2:
+            continue
+        parts = []
+        for split, key in (("valid", "valid_recall@20"), ("test", "recall@20")):
+            gap = r[key][0] - best[key][0]
+            pooled = math.sqrt((r[key][1] ** 2 + best[key][1] ** 2) / 2)
+            parts.append(f"{split} {gap:+.4f}" + (f" ({gap / pooled:+.1f} std)" if pooled > 0 else ""))
+        lines.append(f"- {r['dataset']}: {r['model']} ({r['params']}) against {best['model']}: {', '.join(parts)}")
+    return lines
+
+
 def _pyplot():
     """matplotlib's pyplot on the file-only Agg backend (no display on servers or in CI)."""
     import matplotlib
@@ -307,6 +325,10 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
         lines.append(f"- **{dataset}**: best on validation is {r['model']} ({r['params']}): valid Recall@20 "
                      f"{_pm(r['valid_recall@20'], len(r['seeds']))}, test {_pm(r['recall@20'], len(r['seeds']))}.")
     lines += ["", table, ""]
+    gaps = gap_lines(rows)
+    if gaps:
+        lines += ["Recall@20 gap to the first row of each dataset, in pooled seed standard deviations "
+                  "where both rows have several seeds:", "", *gaps, ""]
     if sensitivity is not None:
         plot_path = out.with_name(f"{out.stem}_{vary}.png")
         plot_sensitivity(sensitivity, vary, plot_path)
