@@ -297,8 +297,9 @@ def report(runs, out, title, vary, gates):
 @app.command()
 @click.option("--dataset", help="Dataset name (default: the embedded 'sample').")
 @click.option("--model", required=True, help=f"Model: {', '.join(sorted(MODELS))}.")
-@click.option("--grid", "grids", multiple=True, required=True, metavar="KEY=V1,V2",
-              help="A setting and its values; repeatable (the grid is their product).")
+@click.option("--grid", "grids", multiple=True, metavar="KEY=V1,V2",
+              help="A setting and its values; repeatable (the grid is their product). None: the "
+                   "configuration as given, on every seed.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
               help="Seeds for the selected configuration (the base seed, +1, ...).")
 @click.option("--seed", type=int, help="Base seed (default 999).")
@@ -310,8 +311,9 @@ def report(runs, out, title, vary, gates):
 @click.option("--device", type=DEVICE)
 @click.option("--quiet", is_flag=True)
 def sweep(dataset, model, grids, seeds, seed, epochs, data_dir, out, config_file, settings, device, quiet):
-    """Grid search selected on validation Recall@20, then the winner on several seeds. Rerun the
-    same command to resume an interrupted sweep."""
+    """Grid search selected on validation Recall@20, then the winner on several seeds (without
+    --grid: the configuration as given on several seeds). Rerun the same command to resume an
+    interrupted sweep."""
     from dgl_synergraph.reports.tables import text_table
     from dgl_synergraph.training.sweep import parse_grid, run_sweep
 

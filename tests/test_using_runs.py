@@ -201,6 +201,19 @@ def test_sweep_picks_on_validation_reruns_seeds_and_resumes(tmp_path):
     assert summary["test_mean_std"]["recall@20"][0] == pytest.approx(0.25 + 7.5e-6)
 
 
+def test_sweep_without_a_grid_trains_the_given_configuration_on_each_seed(tmp_path):
+    base = {"dataset": "tiny", "model": "lightgcn", "seed": 7}
+    trainer = FakeTrainer()
+    summary = run_sweep([base], {}, seeds=3, out=tmp_path, train_fn=trainer, progress=False, report=False)
+    # one cell (the defaults: 3 layers, reg 1e-4) on seed 7, reused as the first seed's run
+    assert trainer.calls == [(3, 0.0001, 7), (3, 0.0001, 8), (3, 0.0001, 9)]
+    assert summary["selected"]["settings"] == {} and len(summary["cells"]) == 1
+    assert summary["test_mean_std"]["recall@20"][0] == pytest.approx(0.99 + 8e-6)
+    again = FakeTrainer()
+    run_sweep([base], {}, seeds=3, out=tmp_path, train_fn=again, progress=False, report=False)
+    assert again.calls == []  # every seed finished: a rerun trains nothing
+
+
 def test_real_sweep_on_tiny(tiny_dir, tmp_path):
     base = {"dataset": "tiny", "data_dir": str(tiny_dir), "model": "lightgcn", "epochs": 3, "embedding_dim": 8}
     summary = run_sweep([base], {"n_layers": [1, 2], "lr": [0.001, 0.01]}, seeds=2, out=tmp_path, progress=False)

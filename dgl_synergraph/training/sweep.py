@@ -83,7 +83,8 @@ def run_sweep(base: list[dict[str, Any]], grid: dict[str, list[Any]], seeds: int
     """Train every grid cell over the ``base`` layers of settings (as ``build_config`` merges
     them) on the base seed, pick the best on validation, rerun it on ``seeds`` seeds (base seed,
     +1, ...), and write ``sweep.json`` (and a report) to ``out`` (default
-    ``<runs>/sweep-<dataset>-<model>``)."""
+    ``<runs>/sweep-<dataset>-<model>``). An empty grid is one cell, the base configuration: its
+    seeds then make a resumable mean ± std of that configuration."""
     if seeds < 1:
         raise ConfigError("--seeds: must be at least 1")
     keys = list(grid)
