@@ -321,9 +321,11 @@ def sweep(dataset, model, grids, seeds, seed, epochs, data_dir, out, config_file
     layers = _settings_layers(config_file, settings, {"dataset": dataset, "model": model, "seed": seed,
                                                       "epochs": epochs, "device": device, "data_dir": data_dir})
     summary = run_sweep(layers, parse_grid(list(grids)), seeds, out, progress=not quiet)
-    rows = [[json.dumps(c["settings"]), c["valid"]["recall@20"], c["test"]["recall@20"]] for c in summary["cells"]]
+    rows = [[json.dumps(c["settings"]) if c["settings"] else "as given", c["valid"]["recall@20"], c["test"]["recall@20"]]
+            for c in summary["cells"]]
     click.echo(text_table(["cell", "valid recall@20", "test recall@20"], rows))
-    click.echo(f"selected on validation: {json.dumps(summary['selected']['settings'])}")
+    if grids:
+        click.echo(f"selected on validation: {json.dumps(summary['selected']['settings'])}")
     stats = summary["test_mean_std"]
     folder = summary["out"]
     click.echo(" ".join(f"{k}={stats[k][0]:.4f}±{stats[k][1]:.4f}" for k in ("recall@10", "recall@20", "ndcg@10", "ndcg@20")

@@ -145,6 +145,7 @@ def test_report_orders_configurations_by_validation_not_test():
 
 def test_grid_parsing():
     assert parse_grid(["lr=0.001,0.01", "n_layers=1,2"]) == {"lr": [0.001, 0.01], "n_layers": [1, 2]}
+    assert parse_grid([]) == {}
     with pytest.raises(Exception, match="expected key=value1"):
         parse_grid(["lr"])
 

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
-    """``["lr=0.001,0.01", "n_layers=1,2"]`` -> ``{"lr": [0.001, 0.01], "n_layers": [1, 2]}``."""
+    """``["lr=0.001,0.01", "n_layers=1,2"]`` -> ``{"lr": [0.001, 0.01], "n_layers": [1, 2]}``; no specs,
+    an empty grid (one cell: the base configuration)."""
     grid: dict[str, list[Any]] = {}
     for spec in specs:
         key, sep, raw = spec.partition("=")
@@ -48,8 +49,6 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"--grid {spec!r}: a value is not valid YAML") from None
         if len(set(map(repr, grid[key]))) != len(grid[key]):
             raise ConfigError(f"--grid {spec!r}: repeated value")
-    if not grid:
-        raise ConfigError("--grid: give at least one key=value1,value2")
     return grid
 
 
