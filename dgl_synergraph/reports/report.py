@@ -76,6 +76,11 @@ def _short_params(record: RunRecord, all_records: list[RunRecord]) -> str:
     return ", ".join(f"{k}={params[k]}" for k in shown) or "defaults"
 
 
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one value; NaN mean for none)."""
+    return (mean(values), stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
+
+
 def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
     groups: dict[str, list[RunRecord]] = {}
     for record in records:
@@ -89,10 +94,9 @@ def group_rows(records: list[RunRecord]) -> list[dict[str, Any]]:
                "runs": [str(r.path) for r in members],
                "best_epochs": [r.metrics.get("best_epoch") for r in members]}
         for metric in HEADLINE:
-            values = [r.metrics["test"][metric] for r in members if metric in r.metrics["test"]]
-            row[metric] = (mean(values), stdev(values) if len(values) > 1 else 0.0) if values else (math.nan, 0.0)
-            valid = [r.metrics["valid"][metric] for r in members if metric in r.metrics["valid"]]
-            row[f"valid_{metric}"] = (mean(valid), stdev(valid) if len(valid) > 1 else 0.0) if valid else (math.nan, 0.0)
+            row[metric] = _mean_std([r.metrics["test"][metric] for r in members if metric in r.metrics["test"]])
+            row[f"valid_{metric}"] = _mean_std([r.metrics["valid"][metric] for r in members
+                                                if metric in r.metrics["valid"]])
         rows.append(row)
     # validation order: the first row of a dataset is the one a reader may select, without looking at test
     rows.sort(key=lambda r: (r["dataset"], -r["valid_recall@20"][0]))
@@ -103,13 +107,21 @@ def _pm(value: tuple[float, float], n: int) -> str:
     return f"{value[0]:.4f} ± {value[1]:.4f}" if n > 1 else f"{value[0]:.4f}"
 
 
+def best_per_dataset(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each dataset's first row of ``group_rows``: its best configuration on validation."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        best.setdefault(r["dataset"], r)
+    return best
+
+
 def gap_lines(rows: list[dict[str, Any]]) -> list[str]:
     """Each configuration's Recall@20 gap to its dataset's first row (the best on validation), on
     validation and on test, also in standard deviations: the gap over the pooled seed std of the
     two rows, sqrt((s_a^2 + s_b^2) / 2). Only rows with several seeds on both sides."""
-    lines, first = [], {}
+    lines, first = [], best_per_dataset(rows)
     for r in rows:
-        best = first.setdefault(r["dataset"], r)
+        best = first[r["dataset"]]
         if r is best or len(r["seeds"]) < 2 or len(best["seeds"]) < 2:
             continue
         parts = []
@@ -315,13 +327,10 @@ def build_report(paths: list[str | Path], out: str | Path, title: str = "SynerGr
           ",".join(map(str, r["best_epochs"])), _pm(r["valid_recall@20"], len(r["seeds"])),
           *[_pm(r[m], len(r["seeds"])) for m in HEADLINE]] for r in rows],
         markdown=True)
-    winner = {}
-    for r in rows:
-        winner.setdefault(r["dataset"], r)
     lines = [f"# {title}", "",
              f"{len(records)} runs in {len(rows)} configurations. Test metrics at each run's best validation "
              "epoch; mean ± std over seeds where a configuration has several. Sorted by validation Recall@20.", ""]
-    for dataset, r in winner.items():
+    for dataset, r in best_per_dataset(rows).items():
         lines.append(f"- **{dataset}**: best on validation is {r['model']} ({r['params']}): valid Recall@20 "
                      f"{_pm(r['valid_recall@20'], len(r['seeds']))}, test {_pm(r['recall@20'], len(r['seeds']))}.")
     lines += ["", table, ""]
