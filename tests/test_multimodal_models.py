@@ -98,8 +98,10 @@ def test_synergraph_without_circle_loss_is_exactly_mgcn(tiny, cache):
 
 def test_synergraph_defaults_per_dataset_and_validation():
     assert build_config({"model": "synergraph", "dataset": "baby"}).model_params["knn_k"] == 10
-    assert build_config({"model": "synergraph", "dataset": "clothing"}).model_params["knn_k"] == 30
-    assert build_config({"model": "synergraph", "dataset": "baby", "knn_k": 10}).model_params["knn_k"] == 10
+    assert build_config({"model": "synergraph", "dataset": "clothing"}).model_params["knn_k"] == 10
+    # no per-dataset default on sample: the constructor's; a given value beats the dataset's
+    assert build_config({"model": "synergraph", "dataset": "sample"}).model_params["knn_k"] == 30
+    assert build_config({"model": "synergraph", "dataset": "clothing", "knn_k": 30}).model_params["knn_k"] == 30
     assert build_config({"model": "mgcn"}).lr_decay == 0.96
     assert build_config({"model": "mgcn", "lr_decay": 1.0}).lr_decay == 1.0
 
