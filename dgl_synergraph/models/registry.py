@@ -68,8 +68,8 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
                run_defaults={"lr_decay": 0.96, "precision": "auto"}),
     ModelEntry("synergraph", "dgl_synergraph.models.synergraph:SynerGraph", "modality_knn",
                run_defaults={"lr_decay": 0.96},
-               # Baby: text only since session 13 (the modality grid); Sports: K=10 with the InfoNCE since
-               # session 17 (docs/results.md "Defaults per dataset")
+               # Baby: text only since session 13 (the modality grid); Sports and Clothing: K=10 with the
+               # InfoNCE since sessions 17 and 18 (docs/results.md "Defaults per dataset")
                dataset_defaults={"baby": {"knn_k": 10, "cl_weight": 0.01, "modalities": "text"},
                                  "sports": {"knn_k": 10, "cl_weight": 0.01},
                                  "clothing": {"knn_k": 10, "cl_weight": 0.01}}),
