@@ -69,10 +69,12 @@ MODELS: dict[str, ModelEntry] = {entry.name: entry for entry in [
     ModelEntry("synergraph", "dgl_synergraph.models.synergraph:SynerGraph", "modality_knn",
                run_defaults={"lr_decay": 0.96},
                # Baby: text only since session 13 (the modality grid); Sports and Clothing: K=10 with the
-               # InfoNCE since sessions 17 and 18 (docs/results.md "Defaults per dataset")
+               # InfoNCE since sessions 17 and 18; Clothing: the bounded gate since session 19
+               # (docs/results.md "Defaults per dataset")
                dataset_defaults={"baby": {"knn_k": 10, "cl_weight": 0.01, "modalities": "text"},
                                  "sports": {"knn_k": 10, "cl_weight": 0.01},
-                                 "clothing": {"knn_k": 10, "cl_weight": 0.01}}),
+                                 "clothing": {"knn_k": 10, "cl_weight": 0.01, "gate_norm": True,
+                                              "gate_decay": 0.001}}),
     # precision "auto" since session 14: Baby, three seeds, test R@20 fp32 0.0961 ± 0.0001 and bf16
     # 0.0960 ± 0.0002, same best epochs (docs/results.md, "Session 14")
     ModelEntry("siger", "dgl_synergraph.models.siger:SIGER", "siger_infused",
