@@ -64,7 +64,8 @@ class MGCN(Recommender):
             saturation; on Baby it kept the text gates unsaturated, not the image gates, and cost
             validation recall, docs/results.md); 0 = off, as in the papers. With gate_norm the
             decay is on the norm's gain and shift too (the composed map), which bounds each gate
-            logit by construction.
+            logit by construction: with both (0.001, SynerGraph's Clothing default) no gate
+            saturated on Baby or Clothing.
     """
 
     def __init__(
