@@ -65,7 +65,7 @@ class MGCN(Recommender):
             validation recall, docs/results.md); 0 = off, as in the papers. With gate_norm the
             decay is on the norm's gain and shift too (the composed map), which bounds each gate
             logit by construction: with both (0.001, SynerGraph's Clothing default) no gate
-            saturated on Baby or Clothing.
+            saturated on Baby, Sports or Clothing.
     """
 
     def __init__(
