@@ -100,7 +100,8 @@ def test_synergraph_defaults_per_dataset_and_validation():
     assert build_config({"model": "synergraph", "dataset": "baby"}).model_params["knn_k"] == 10
     clothing = build_config({"model": "synergraph", "dataset": "clothing"}).model_params
     assert (clothing["knn_k"], clothing["gate_norm"], clothing["gate_decay"]) == (10, True, 0.001)
-    assert build_config({"model": "synergraph", "dataset": "sports"}).model_params["gate_norm"] is False
+    sports = build_config({"model": "synergraph", "dataset": "sports"}).model_params
+    assert (sports["knn_k"], sports["cl_weight"], sports["gate_norm"]) == (20, 0.01, False)
     # no per-dataset default on sample: the constructor's; a given value beats the dataset's
     assert build_config({"model": "synergraph", "dataset": "sample"}).model_params["knn_k"] == 30
     assert build_config({"model": "synergraph", "dataset": "clothing", "knn_k": 30}).model_params["knn_k"] == 30
